@@ -1,0 +1,40 @@
+"""Search spaces: the SearchSpace contract, the registry, and the built-in plugins."""
+from __future__ import annotations
+
+from typing import Any
+
+from nag.registry import Registry
+from nag.spaces.base import EMPTY, Arch, SearchSpace, as_rng, coerce_arch
+
+SPACES: Registry[SearchSpace] = Registry("search space", group="nag.spaces")
+
+_BUILTINS = {"nb201": "nag.spaces.nb201:NB201Space", "mbv3": "nag.spaces.mbv3:MBv3Space"}
+
+
+def _register_builtins() -> None:
+    import importlib
+
+    for name, target in _BUILTINS.items():
+        if name in SPACES._items:
+            continue
+        module, _, attr = target.partition(":")
+        try:
+            cls = getattr(importlib.import_module(module), attr)
+        except ModuleNotFoundError:  # a built-in not written yet
+            continue
+        SPACES.register(name, cls, source=target)
+
+
+def get_space(name: str, **kwargs: Any) -> SearchSpace:
+    """Instantiate the space registered as ``name`` (built-in or entry point)."""
+    _register_builtins()
+    return SPACES.build(name, **kwargs)
+
+
+def list_spaces(pattern: str = "*") -> list[str]:
+    """Names of all registered spaces matching an fnmatch ``pattern``."""
+    _register_builtins()
+    return SPACES.names(pattern)
+
+
+__all__ = ["SPACES", "SearchSpace", "Arch", "EMPTY", "as_rng", "coerce_arch", "get_space", "list_spaces"]

@@ -1,0 +1,239 @@
+"""The SearchSpace contract. A space knows its architectures; nothing else in nag does.
+
+An architecture is an immutable, hashable value (a tuple or string), never an nn.Module.
+Graph view used by the diffusion model and the predictors:
+
+* ``num_nodes`` N nodes with a fixed ``adjacency`` [N, N] (``A[i, j] = 1`` for an edge i -> j),
+* a vocabulary ``ops`` of V operations; node ``i`` holds token ``t_i`` in ``0..V-1``,
+  or ``EMPTY`` (an all-zero one-hot row) where the space allows a node to be absent,
+* ``positions`` [N]: integer position ids fed to the score network's position encoding.
+
+A new space implements ``ops``, ``num_nodes``, ``adjacency``, ``to_tokens``/``from_tokens``,
+``parse``/``format`` and ``build``; encode, decode, sampling, mutation and training come from here.
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Hashable, Iterable, Mapping, Sequence
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from nag.errors import InvalidArchError, NotFiniteSpaceError
+
+Arch = Hashable
+EMPTY = -1  # token of an absent node (all-zero one-hot row)
+
+RngLike = "np.random.Generator | int | None"
+
+
+def as_rng(generator: np.random.Generator | int | None) -> np.random.Generator:
+    """Normalise a seed or generator into a numpy Generator."""
+    if isinstance(generator, np.random.Generator):
+        return generator
+    return np.random.default_rng(generator)
+
+
+class SearchSpace(ABC):
+    """Base class of every search space plugin."""
+
+    name: ClassVar[str] = "space"
+    ops: tuple[str, ...]
+    num_nodes: int
+
+    # ----- graph -------------------------------------------------------------------
+    @property
+    @abstractmethod
+    def adjacency(self) -> Tensor:
+        """Fixed DAG shared by every architecture. [N, N] float, A[i, j] = 1 for i -> j."""
+
+    @property
+    def positions(self) -> Tensor:
+        """Position id of each node, [N] long. Default: 0..N-1."""
+        return torch.arange(self.num_nodes)
+
+    @property
+    def num_ops(self) -> int:
+        return len(self.ops)
+
+    def allowed_ops(self) -> Tensor:
+        """Which tokens each node may hold. [N, V] bool. Default: every op everywhere."""
+        return torch.ones(self.num_nodes, self.num_ops, dtype=torch.bool)
+
+    def optional_nodes(self) -> Tensor:
+        """Which nodes may be EMPTY. [N] bool. Default: none."""
+        return torch.zeros(self.num_nodes, dtype=torch.bool)
+
+    # ----- tokens (what a plugin implements) ---------------------------------------
+    @abstractmethod
+    def to_tokens(self, arch: Arch) -> tuple[int, ...]:
+        """Token per node (op index, or EMPTY). Raises InvalidArchError for a foreign arch."""
+
+    @abstractmethod
+    def from_tokens(self, tokens: Sequence[int]) -> Arch:
+        """Inverse of to_tokens. Raises InvalidArchError when the tokens break the space's rules."""
+
+    @abstractmethod
+    def parse(self, text: str) -> Arch:
+        """Arch from its string form. Raises InvalidArchError naming what is accepted."""
+
+    @abstractmethod
+    def format(self, arch: Arch) -> str:
+        """String form of an arch; ``parse(format(a)) == a``."""
+
+    @abstractmethod
+    def build(self, arch: Arch, task: Any = None) -> nn.Module:
+        """The trainable network for ``arch`` on ``task`` (space defaults when task is None)."""
+
+    # ----- encode / decode ------------------------------------------------------------
+    def encode(self, arch: Arch) -> Tensor:
+        """One-hot node features of ``arch``. [N, V] float in {0, 1}."""
+        tokens = torch.tensor(self.to_tokens(arch), dtype=torch.long)
+        x = torch.zeros(self.num_nodes, self.num_ops)
+        present = tokens != EMPTY
+        x[present.nonzero(as_tuple=True)[0], tokens[present]] = 1.0
+        return x
+
+    def encode_batch(self, archs: Iterable[Arch]) -> Tensor:
+        """[B, N, V] float in {0, 1}."""
+        tokens = torch.tensor([self.to_tokens(a) for a in archs], dtype=torch.long)
+        if tokens.numel() == 0:
+            return torch.zeros(0, self.num_nodes, self.num_ops)
+        present = tokens != EMPTY
+        x = torch.zeros(*tokens.shape, self.num_ops)
+        x.scatter_(-1, tokens.clamp_min(0).unsqueeze(-1), present.unsqueeze(-1).float())
+        return x
+
+    def decode_tokens(self, x: Tensor) -> Tensor:
+        """Masked argmax: x [B, N, V] (any real scale, larger = more likely) -> tokens [B, N].
+
+        Spaces with optional nodes or cross-node rules override this to enforce them.
+        """
+        masked = x.float().masked_fill(~self.allowed_ops().to(x.device), float("-inf"))
+        return masked.argmax(dim=-1)
+
+    def decode(self, x: Tensor) -> list[Arch]:
+        """x [B, N, V] (in [0, 1] or [-1, 1]) -> list of B valid archs."""
+        if x.dim() == 2:
+            x = x.unsqueeze(0)
+        if x.shape[1:] != (self.num_nodes, self.num_ops):
+            raise ValueError(
+                f"{self.name}.decode expects [B, {self.num_nodes}, {self.num_ops}], got {list(x.shape)}"
+            )
+        tokens = self.decode_tokens(x.detach().cpu()).tolist()
+        return [self.from_tokens(t) for t in tokens]
+
+    # ----- membership -----------------------------------------------------------------
+    def is_valid(self, arch: Arch) -> bool:
+        try:
+            return self.from_tokens(self.to_tokens(arch)) == arch
+        except (InvalidArchError, TypeError, ValueError, KeyError, IndexError):
+            return False
+
+    def canonical(self, arch: Arch) -> Hashable:
+        """Isomorphism key: two archs computing the same function share it. Default: arch."""
+        return arch
+
+    @property
+    def size(self) -> int | None:
+        """Number of architectures, or None when it is not finite/known."""
+        return None
+
+    def enumerate(self) -> list[Arch]:
+        """All archs, in a fixed order (finite spaces only)."""
+        raise NotFiniteSpaceError(f"space {self.name!r} is too large to enumerate; use sample(n)")
+
+    # ----- sampling and local moves -----------------------------------------------------
+    def sample(self, n: int, generator: np.random.Generator | int | None = None) -> list[Arch]:
+        """n archs drawn uniformly per node (rejecting token sets the space refuses)."""
+        rng = as_rng(generator)
+        allowed = self.allowed_ops().numpy()
+        optional = self.optional_nodes().numpy()
+        out: list[Arch] = []
+        while len(out) < n:
+            tokens = []
+            for i in range(self.num_nodes):
+                choices = list(np.flatnonzero(allowed[i])) + ([EMPTY] if optional[i] else [])
+                tokens.append(int(rng.choice(choices)))
+            try:
+                out.append(self.from_tokens(tokens))
+            except InvalidArchError:
+                continue
+        return out
+
+    def neighbours(self, arch: Arch) -> list[Arch]:
+        """Every valid arch that differs from ``arch`` in exactly one node's token."""
+        tokens = list(self.to_tokens(arch))
+        allowed = self.allowed_ops()
+        optional = self.optional_nodes()
+        out = []
+        for i in range(self.num_nodes):
+            choices = allowed[i].nonzero(as_tuple=True)[0].tolist() + ([EMPTY] if optional[i] else [])
+            for c in choices:
+                if c == tokens[i]:
+                    continue
+                new = tokens.copy()
+                new[i] = c
+                try:
+                    out.append(self.from_tokens(new))
+                except InvalidArchError:
+                    continue
+        return out
+
+    def mutate(self, arch: Arch, generator: np.random.Generator | int | None = None) -> Arch:
+        """A random neighbour of ``arch``."""
+        rng = as_rng(generator)
+        nbrs = self.neighbours(arch)
+        return nbrs[int(rng.integers(len(nbrs)))]
+
+    # ----- cost and training ------------------------------------------------------------
+    def cost(self, arch: Arch) -> dict[str, float]:
+        """{'params_M', 'flops_M'} of ``build(arch)``. Default counts params; FLOPs by hooks."""
+        from nag.spaces.costing import count_cost
+
+        return count_cost(self.build(arch, None), self.default_input_shape())
+
+    def default_input_shape(self) -> tuple[int, int, int]:
+        """(C, H, W) used by build(arch, None) and cost()."""
+        return (3, 32, 32)
+
+    def train_eval(
+        self,
+        arch: Arch,
+        task: Any,
+        budget: Any = None,
+        seed: int = 0,
+        logger: Any = None,
+    ) -> dict[str, float]:
+        """Really train ``build(arch, task)`` on ``task``; returns val/test accuracy (%) and wall_s."""
+        from nag.training import train_eval_model
+
+        return train_eval_model(lambda: self.build(arch, task), task, budget=budget, seed=seed, logger=logger)
+
+    # ----- identity ---------------------------------------------------------------------
+    def describe(self) -> dict[str, Any]:
+        """What a checkpoint records to refuse a mismatched space."""
+        return {"name": self.name, "num_nodes": self.num_nodes, "ops": list(self.ops)}
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.name!r}, N={self.num_nodes}, V={self.num_ops})"
+
+
+def coerce_arch(space: SearchSpace, arch: Arch | str) -> Arch:
+    """Accept an arch value or its string form."""
+    if isinstance(arch, str) and not space.is_valid(arch):
+        return space.parse(arch)
+    if not space.is_valid(arch):
+        raise InvalidArchError(f"{arch!r} is not an architecture of space {space.name!r}")
+    return arch
+
+
+def budget_from(value: Any) -> Mapping[str, Any]:
+    """Budgets may be an int (epochs) or a mapping."""
+    if value is None:
+        return {}
+    if isinstance(value, int):
+        return {"epochs": value}
+    return dict(value)
