@@ -21,6 +21,13 @@ class InvalidArchError(NagError, ValueError):
     """An architecture (string or value) that the space does not contain."""
 
 
+class ArchNotInTableError(NagError, KeyError):
+    """A valid architecture that a benchmark table has no row for."""
+
+    def __str__(self) -> str:  # KeyError would repr() the message
+        return str(self.args[0]) if self.args else ""
+
+
 class ConfigError(NagError, ValueError):
     """A config value or key that nag cannot use."""
 

@@ -36,6 +36,20 @@ def as_rng(generator: np.random.Generator | int | None) -> np.random.Generator:
     return np.random.default_rng(generator)
 
 
+def to_unit_scale(x: Tensor) -> Tensor:
+    """Node features in [0, 1] or [-1, 1] -> the [0, 1] one-hot scale. x: [B, N, V] -> [B, N, V].
+
+    The scale is read per sample from its median entry: at least (V-1)/V of a one-hot sample's
+    entries sit at the "off" level (0, or -1 in the diffusion scale), so a median below -0.5
+    means [-1, 1]. Robust to noise well beyond what a denoised sample carries.
+    """
+    x = x.float()
+    if x.numel() == 0:
+        return x
+    pm1 = x.flatten(1).median(dim=1).values < -0.5  # [B]
+    return torch.where(pm1.view(-1, *([1] * (x.dim() - 1))), (x + 1) / 2, x)
+
+
 class SearchSpace(ABC):
     """Base class of every search space plugin."""
 
@@ -107,12 +121,20 @@ class SearchSpace(ABC):
         return x
 
     def decode_tokens(self, x: Tensor) -> Tensor:
-        """Masked argmax: x [B, N, V] (any real scale, larger = more likely) -> tokens [B, N].
+        """Masked argmax: x [B, N, V] (in [0, 1] or [-1, 1], larger = more likely) -> tokens [B, N].
 
-        Spaces with optional nodes or cross-node rules override this to enforce them.
+        An optional node is EMPTY when none of its allowed entries exceeds 0.5 on the [0, 1]
+        scale (the paper's threshold; see ``to_unit_scale``). Spaces with cross-node rules
+        override this (call super() and then enforce them).
         """
         masked = x.float().masked_fill(~self.allowed_ops().to(x.device), float("-inf"))
-        return masked.argmax(dim=-1)
+        tokens = masked.argmax(dim=-1)
+        optional = self.optional_nodes().to(x.device)
+        if optional.any():
+            unit = to_unit_scale(x).masked_fill(~self.allowed_ops().to(x.device), float("-inf"))
+            absent = optional & ~(unit.amax(dim=-1) > 0.5)
+            tokens = tokens.masked_fill(absent, EMPTY)
+        return tokens
 
     def decode(self, x: Tensor) -> list[Arch]:
         """x [B, N, V] (in [0, 1] or [-1, 1]) -> list of B valid archs."""

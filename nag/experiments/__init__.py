@@ -1,0 +1,260 @@
+"""Experiments: one function per experiment, ``fn(cfg: DictConfig) -> dict``, registered by name.
+
+``python -m nag.run experiment=<name>`` composes ``experiments/experiment/<name>.yaml`` and calls
+:func:`run_experiment`, which runs the registered function inside a W&B run and writes
+``config.yaml`` (resolved) and ``results.json`` (numbers and strings only) into the run folder.
+
+A built-in experiment lives in ``nag/experiments/<name>.py`` and is listed in ``_BUILTINS``;
+it is imported only when asked for, so a module that is not there simply means "not available".
+Third-party experiments register under the entry-point group ``nag.experiments``.
+"""
+from __future__ import annotations
+
+import contextvars
+import importlib
+import importlib.util
+import inspect
+import numbers
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from nag.errors import ConfigError, UnknownNameError
+from nag.registry import Registry
+
+ExperimentFn = Callable[[DictConfig], dict]
+
+EXPERIMENTS: Registry[dict] = Registry("experiment", group="nag.experiments")
+
+# name -> module that registers it. Adding a built-in experiment is one line here.
+_BUILTINS: dict[str, str] = {
+    "evaluate": "nag.experiments.evaluate",
+    "random_search": "nag.experiments.random_search",
+    "train_prior": "nag.experiments.train_prior",
+    "generate": "nag.experiments.generate",
+    "guided_generation": "nag.experiments.guided_generation",
+    "transfer_nas": "nag.experiments.transfer_nas",
+    "build_meta_db": "nag.experiments.build_meta_db",
+    "bo_nas": "nag.experiments.bo_nas",
+}
+
+_RUN_DIR: contextvars.ContextVar[Path | None] = contextvars.ContextVar("nag_run_dir", default=None)
+
+
+def experiment(name: str) -> Callable[[ExperimentFn], ExperimentFn]:
+    """Decorator: register ``fn(cfg) -> dict`` as experiment ``name``."""
+    return EXPERIMENTS.register(name)
+
+
+def _import_builtin(name: str) -> None:
+    module = _BUILTINS[name]
+    try:
+        importlib.import_module(module)
+    except ModuleNotFoundError as exc:
+        if exc.name == module:
+            raise UnknownNameError(
+                f"experiment {name!r} is not available in this version of nag: "
+                f"its module {module} is not there. Available experiments: {', '.join(list_experiments())}."
+            ) from exc
+        raise UnknownNameError(
+            f"experiment {name!r} is not available: importing {module} failed ({exc})."
+        ) from exc
+
+
+def get_experiment(name: str) -> ExperimentFn:
+    """The function registered as experiment ``name`` (built-in or entry point)."""
+    if name in _BUILTINS:
+        _import_builtin(name)
+    return EXPERIMENTS.get(name)
+
+
+def list_experiments(pattern: str = "*") -> list[str]:
+    """Names of the experiments that can run here (built-ins whose module exists, plus plugins)."""
+    import fnmatch
+
+    available = {n for n, m in _BUILTINS.items() if importlib.util.find_spec(m) is not None}
+    return sorted(fnmatch.filter(available.union(EXPERIMENTS.names()), pattern))
+
+
+# ----- helpers shared by every experiment --------------------------------------------------
+def plain(node: Any) -> Any:
+    """A DictConfig/ListConfig as plain Python containers (resolved); other values unchanged."""
+    if OmegaConf.is_config(node):
+        return OmegaConf.to_container(node, resolve=True)
+    return node
+
+
+def call_with_config(kind: str, name: str, factory: Callable[..., Any], params: Mapping[str, Any]) -> Any:
+    """``factory(**params)``, turning a misspelled/unknown parameter into a ConfigError."""
+    try:
+        sig = inspect.signature(factory)
+    except (TypeError, ValueError):
+        sig = None
+    if sig is not None and not any(p.kind is p.VAR_KEYWORD for p in sig.parameters.values()):
+        accepted = [n for n, p in sig.parameters.items() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+        unknown = sorted(set(params) - set(accepted))
+        if unknown:
+            raise ConfigError(
+                f"{kind} {name!r} does not accept {', '.join(map(repr, unknown))}. "
+                f"Accepted keys: {', '.join(accepted) or '(none)'}."
+            )
+    return factory(**params)
+
+
+def _named_params(cfg: DictConfig, key: str) -> tuple[str, dict[str, Any]]:
+    node = cfg.get(key)
+    if node is None or not OmegaConf.is_dict(node) or node.get("name") is None:
+        raise ConfigError(
+            f"config key '{key}.name' is missing: pick one with {key}=<option> "
+            f"or set {key}.name=<registered name>."
+        )
+    params = plain(node)
+    return str(params.pop("name")), params
+
+
+
+
+def _signature_only(factory: Callable[..., Any]) -> Callable[..., Any]:
+    """A no-op with ``factory``'s signature, to check parameters before the (slow) real call."""
+
+    def check(**kwargs: Any) -> None:
+        return None
+
+    try:
+        check.__signature__ = inspect.signature(factory)  # type: ignore[attr-defined]
+    except (TypeError, ValueError):
+        pass
+    return check
+
+
+def build_space(cfg: DictConfig):
+    """The search space of ``cfg.space``: ``get_space(cfg.space.name, **other keys)``."""
+    from nag.spaces import SPACES, get_space, list_spaces
+
+    name, params = _named_params(cfg, "space")
+    list_spaces()  # registers the built-in spaces
+    factory = SPACES.get(name)  # UnknownNameError lists the known spaces
+    call_with_config("space", name, _signature_only(factory), params)  # names a misspelled key
+    return get_space(name, **params)
+
+
+def build_task(cfg: DictConfig):
+    """The task of ``cfg.task``: ``get_task(cfg.task.name, **other keys)`` (it checks the keys)."""
+    from nag.data import get_task
+
+    name, params = _named_params(cfg, "task")
+    return get_task(name, **params)
+
+
+def build_budget(cfg: DictConfig, key: str = "train"):
+    """The training budget of ``cfg.<key>`` as a ``nag.training.TrainBudget``."""
+    from nag.training import TrainBudget
+
+    return TrainBudget.from_any(plain(cfg.get(key)))  # names unknown keys and bad values
+
+
+def positive_int(cfg: DictConfig, key: str) -> int:
+    """``cfg[key]`` checked to be an int >= 1 (e.g. a search budget)."""
+    value = cfg.get(key)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"config key {key!r} must be an int >= 1, got {value!r}")
+    return value
+
+
+def run_dir() -> Path:
+    """The folder of the running experiment (where results.json goes)."""
+    path = _RUN_DIR.get()
+    if path is None:
+        raise ConfigError("run_dir() is only defined inside run_experiment(cfg); call the experiment through it.")
+    return path
+
+
+@contextmanager
+def _in_run_dir(path: Path) -> Iterator[Path]:
+    token = _RUN_DIR.set(path)
+    try:
+        yield path
+    finally:
+        _RUN_DIR.reset(token)
+
+
+def _hydra_output_dir() -> Path | None:
+    from hydra.core.hydra_config import HydraConfig
+
+    if HydraConfig.initialized():
+        return Path(HydraConfig.get().runtime.output_dir)
+    return None
+
+
+def clean_results(results: Mapping[str, Any], name: str = "experiment") -> dict[str, Any]:
+    """Check that results are flat numbers/strings; numpy/torch scalars become Python numbers."""
+    if not isinstance(results, Mapping):
+        raise TypeError(f"experiment {name!r} must return a dict of numbers and strings, got {type(results).__name__}")
+    out: dict[str, Any] = {}
+    for key, value in results.items():
+        if hasattr(value, "item") and callable(value.item) and getattr(value, "ndim", 0) == 0:
+            value = value.item()
+        if isinstance(value, (bool, str)) or value is None:
+            out[str(key)] = value
+        elif isinstance(value, numbers.Integral):
+            out[str(key)] = int(value)
+        elif isinstance(value, numbers.Real):
+            out[str(key)] = float(value)  # NaN/inf are written as null (nag.io's JSON policy)
+        else:
+            raise TypeError(
+                f"experiment {name!r} returned {type(value).__name__} for {key!r}; results.json holds numbers "
+                f"and strings only (write larger outputs to their own file in run_dir())."
+            )
+    return out
+
+
+def run_experiment(cfg: DictConfig, out_dir: str | Path | None = None) -> dict[str, Any]:
+    """Run experiment ``cfg.runner`` (default ``cfg.name``) and record it in ``out_dir``.
+
+    ``out_dir`` defaults to Hydra's output folder (``hydra.run.dir``). Writes ``config.yaml``
+    before the run and ``results.json`` after it, both atomically; logs the results to W&B.
+    """
+    from nag.io import atomic_write_json, atomic_write_text
+    from nag.wandb_utils import log_metrics, wandb_run
+
+    name = cfg.get("runner") or cfg.get("name")
+    if not name:
+        raise ConfigError("the config has no 'name': select an experiment with experiment=<name>.")
+    fn = get_experiment(str(name))
+    path = Path(out_dir) if out_dir is not None else _hydra_output_dir()
+    if path is None:
+        raise ConfigError("run_experiment needs out_dir when it is not called from a Hydra run.")
+    path.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+    wandb_cfg = plain(cfg.get("wandb")) or {}
+    with wandb_run(
+        plain(cfg),
+        project=wandb_cfg.get("project", "nag"),
+        name=f"{cfg.get('name', name)}-{path.name}",
+        mode=wandb_cfg.get("mode", "offline"),
+        dir=str(path),
+    ), _in_run_dir(path):
+        results = clean_results(fn(cfg), str(name))
+        log_metrics({k: v for k, v in results.items() if isinstance(v, (int, float)) and not isinstance(v, bool)})
+    atomic_write_json(path / "results.json", results)
+    return results
+
+
+__all__ = [
+    "EXPERIMENTS",
+    "experiment",
+    "get_experiment",
+    "list_experiments",
+    "build_space",
+    "build_task",
+    "build_budget",
+    "call_with_config",
+    "clean_results",
+    "plain",
+    "positive_int",
+    "run_dir",
+    "run_experiment",
+]

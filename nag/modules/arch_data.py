@@ -1,0 +1,111 @@
+"""ArchDataModule: architectures of a space as diffusion training data (x = 2 * onehot - 1).
+
+Finite spaces are split deterministically: a seeded permutation of ``space.enumerate()``,
+the first ``round(split_ratio * size)`` archs train, the rest are held out. Spaces too large to
+enumerate are sampled (``n_samples`` archs, seeded). The split is rebuilt from ``split_info()``
+alone, so a checkpoint stores a few numbers instead of thousands of archs.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from functools import cached_property
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+from torch import Tensor
+from torch.utils.data import BatchSampler, DataLoader, RandomSampler, TensorDataset
+
+from nag.errors import ConfigError
+from nag.spaces.base import Arch, SearchSpace
+
+
+def to_state(space: SearchSpace, archs: list[Arch]) -> Tensor:
+    """Diffusion state of archs: ``2 * encode - 1``. [B, N, V] in {-1, 1}."""
+    return 2.0 * space.encode_batch(archs) - 1.0
+
+
+class ArchDataModule(L.LightningDataModule):
+    """Train / held-out architectures of ``space`` and a shuffled loader of their states.
+
+    Args:
+        space: the search space.
+        split_ratio: fraction of a finite space used for training (the rest is held out).
+        batch_size: training batch size (batches are drawn with one indexing op, no collation).
+        seed: seed of the split (and of the sampled archs for huge spaces) and of the shuffling.
+        n_samples: huge spaces: number of sampled training archs (required). Finite spaces:
+            optional cap on the number of training archs (a prefix of the training split).
+    """
+
+    def __init__(
+        self,
+        space: SearchSpace,
+        split_ratio: float = 0.5,
+        batch_size: int = 256,
+        seed: int = 0,
+        n_samples: int | None = None,
+    ) -> None:
+        super().__init__()
+        if not 0.0 < split_ratio <= 1.0:
+            raise ConfigError(f"split_ratio must be in (0, 1], got {split_ratio}")
+        if n_samples is not None and n_samples < 1:
+            raise ConfigError(f"n_samples must be a positive int or null, got {n_samples}")
+        if space.size is None and n_samples is None:
+            raise ConfigError(
+                f"space {space.name!r} cannot be enumerated; set n_samples (e.g. data.n_samples=500000) "
+                "to train on that many sampled architectures"
+            )
+        self.space = space
+        self.split_ratio = float(split_ratio)
+        self.batch_size = int(batch_size)
+        self.seed = int(seed)
+        self.n_samples = None if n_samples is None else int(n_samples)
+
+    @classmethod
+    def from_split_info(cls, space: SearchSpace, info: Mapping[str, Any], batch_size: int = 256) -> ArchDataModule:
+        """Rebuild the data module whose ``split_info()`` is ``info``."""
+        return cls(space, info["split_ratio"], batch_size, info["seed"], info.get("n_samples"))
+
+    def split_info(self) -> dict[str, Any]:
+        """What rebuilds this split deterministically (stored in prior checkpoints)."""
+        return {
+            "split_ratio": self.split_ratio,
+            "seed": self.seed,
+            "n_samples": self.n_samples,
+            "n_train": len(self.train_archs),
+            "n_heldout": len(self.heldout_archs),
+        }
+
+    @cached_property
+    def _split(self) -> tuple[list[Arch], list[Arch]]:
+        if self.space.size is None:  # huge space: sampled training archs, nothing held out
+            return self.space.sample(self.n_samples, np.random.default_rng(self.seed)), []
+        archs = self.space.enumerate()
+        order = np.random.default_rng(self.seed).permutation(len(archs))
+        n_train = int(round(self.split_ratio * len(archs)))
+        train = [archs[i] for i in order[:n_train]]
+        heldout = [archs[i] for i in order[n_train:]]
+        if self.n_samples is not None:
+            train = train[: self.n_samples]
+        return train, heldout
+
+    @property
+    def train_archs(self) -> list[Arch]:
+        return self._split[0]
+
+    @property
+    def heldout_archs(self) -> list[Arch]:
+        return self._split[1]
+
+    @cached_property
+    def train_states(self) -> Tensor:
+        """[n_train, N, V] in {-1, 1}."""
+        return to_state(self.space, self.train_archs)
+
+    def train_dataloader(self) -> DataLoader:
+        data = TensorDataset(self.train_states)
+        shuffle = RandomSampler(data, generator=torch.Generator().manual_seed(self.seed))
+        drop_last = len(data) >= self.batch_size
+        batches = BatchSampler(shuffle, batch_size=min(self.batch_size, len(data)), drop_last=drop_last)
+        return DataLoader(data, sampler=batches, batch_size=None)

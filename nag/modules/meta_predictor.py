@@ -1,0 +1,350 @@
+"""Meta-predictor: a noise-aware predictor conditioned on a task (dataset) embedding.
+
+``f(x_t, t, D) = head(GraphEncoder(x_t, t) ⊕ DatasetEncoder(D))`` where ``D`` is the task's
+per-class feature sets ``[K, n, F]`` (e.g. 20 images per class through a ResNet-18). Training
+reuses ``PredictorModule`` entirely (noise, clean share, ensembles, standardisation, loss); only
+the member network and the batch condition differ. ``MetaPredictor.for_task(D)`` binds one task's
+embedding and returns an ordinary ``Predictor``, which plugs into guidance like any other.
+"""
+from __future__ import annotations
+
+import copy
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from nag.diffusion.sde import build_sde
+from nag.errors import ConfigError
+from nag.modules.nets.gnn import GraphEncoder, mlp_head
+from nag.modules.nets.set_encoder import DatasetEncoder
+from nag.modules.predictor import (
+    PREDICTOR_NETS,
+    Predictor,
+    PredictorModule,
+    PredictorNet,
+    TensorBatches,
+    atomic_torch_save,
+    build_members,
+    check_space,
+    read_checkpoint,
+    target_stats,
+    train_module,
+)
+from nag.spaces.base import Arch, SearchSpace
+
+DEFAULT_META_NET: dict[str, Any] = {"name": "meta", "conv": "dgcn", "hidden": 144, "layers": 4, "task_dim": 64}
+CHECKPOINT_FORMAT = "nag.meta_predictor"
+CHECKPOINT_VERSION = 1
+
+
+class MetaPredictorNet(nn.Module):
+    """Graph encoder ⊕ dataset encoder -> head.
+
+    ``forward(x [B, N, V], t [B], task_features [U, K, n, F], index [B]) -> [B, num_targets]``:
+    row b uses task ``index[b]`` of the U task feature sets (each distinct task is encoded once).
+
+    Args:
+        feature_dim: F, size of the image features.
+        task_dim, set_hidden, set_heads, num_inducing: DatasetEncoder options.
+        head_hidden, head_dropout: regression head.
+        **encoder: GraphEncoder options (conv, hidden, layers, time_dim, ...).
+    """
+
+    forwards_kwargs_to = GraphEncoder
+
+    def __init__(
+        self,
+        num_ops: int,
+        adjacency: Tensor,
+        num_targets: int,
+        feature_dim: int = 512,
+        task_dim: int = 64,
+        set_hidden: int = 128,
+        set_heads: int = 4,
+        num_inducing: int = 16,
+        head_hidden: int = 128,
+        head_dropout: float = 0.0,
+        **encoder: Any,
+    ) -> None:
+        super().__init__()
+        self.encoder = GraphEncoder(num_ops, adjacency, **encoder)
+        self.dataset = DatasetEncoder(feature_dim, set_hidden, task_dim, set_heads, num_inducing)
+        self.head = mlp_head(self.encoder.out_dim + task_dim, head_hidden, num_targets, head_dropout)
+        self.task_dim = task_dim
+
+    def embed_task(self, task_features: Tensor) -> Tensor:
+        """[K, n, F] -> [D], or [T, K, n, F] -> [T, D]."""
+        return self.dataset(task_features)
+
+    def forward_embedded(self, x: Tensor, t: Tensor, task_emb: Tensor) -> Tensor:
+        """x [B, N, V], t [B], task_emb [B, D] -> [B, num_targets]."""
+        return self.head(torch.cat([self.encoder(x, t), task_emb], dim=-1))
+
+    def forward(self, x: Tensor, t: Tensor, task_features: Tensor, index: Tensor) -> Tensor:
+        return self.forward_embedded(x, t, self.embed_task(task_features)[index])
+
+
+class TaskBoundNet(nn.Module):
+    """A MetaPredictorNet with one task's embedding frozen in: x [B, N, V], t [B] -> [B, K]."""
+
+    forwards_kwargs_to = MetaPredictorNet
+
+    def __init__(self, num_ops: int, adjacency: Tensor, num_targets: int, **meta: Any) -> None:
+        super().__init__()
+        self.net = MetaPredictorNet(num_ops, adjacency, num_targets, **meta)
+        self.register_buffer("task_emb", torch.zeros(self.net.task_dim))
+
+    @classmethod
+    def bind(cls, net: MetaPredictorNet, task_emb: Tensor) -> TaskBoundNet:
+        bound = cls.__new__(cls)
+        nn.Module.__init__(bound)
+        bound.net = copy.deepcopy(net)
+        bound.register_buffer("task_emb", task_emb.detach().clone())
+        return bound
+
+    def forward(self, x: Tensor, t: Tensor) -> Tensor:
+        return self.net.forward_embedded(x, t, self.task_emb.expand(x.shape[0], -1))
+
+
+PREDICTOR_NETS.register("meta", MetaPredictorNet)
+PREDICTOR_NETS.register("task_bound", TaskBoundNet)
+
+
+class MetaPredictorModule(PredictorModule):
+    """PredictorModule whose members are conditioned on the task of each training row.
+
+    Batches are ``(x0 [B, N, V], y [B, K] standardised, task_index [B])``; ``task_features``
+    ``[T, K, n, F]`` holds every training task's feature sets (a non-persistent buffer).
+
+    Args:
+        task_names: the T training tasks, in the order of ``task_features``.
+        task_features: [T, K, n, F] per-class feature sets.
+        targets: default ``["accuracy"]``.
+        **kwargs: PredictorModule options (noise_aware, ensemble, lr, clean_frac, seed, ...).
+    """
+
+    def __init__(
+        self,
+        space_describe: Mapping[str, Any],
+        adjacency: Any,
+        sde_config: Mapping[str, Any],
+        task_names: Sequence[str],
+        task_features: Tensor,
+        targets: Sequence[str] = ("accuracy",),
+        net_config: Mapping[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        net_config = dict(net_config or DEFAULT_META_NET)
+        if net_config.get("name", "meta") != "meta":
+            raise ConfigError(f"a meta-predictor's net must be 'meta', got {net_config.get('name')!r}")
+        net_config["name"] = "meta"
+        task_features = torch.as_tensor(task_features, dtype=torch.float32)
+        if task_features.dim() != 4 or task_features.shape[0] != len(task_names):
+            raise ConfigError(
+                f"task_features must be [T, K, n, F] with T = {len(task_names)} tasks, got {list(task_features.shape)}"
+            )
+        net_config.setdefault("feature_dim", int(task_features.shape[-1]))
+        super().__init__(space_describe, adjacency, sde_config, list(targets), net_config, **kwargs)
+        self.hparams["task_names"] = list(task_names)
+        self.register_buffer("task_features", task_features, persistent=False)
+
+    def condition(self, extra: Sequence[Tensor]) -> tuple[Tensor, Tensor]:
+        (task_index,) = extra
+        tasks, index = torch.unique(task_index, return_inverse=True)
+        return self.task_features[tasks], index
+
+    def meta_predictor(self, space: SearchSpace | None = None) -> MetaPredictor:
+        hp = self.hparams
+        return MetaPredictor(
+            copy.deepcopy(self.net).cpu(),
+            targets=hp.targets,
+            space_describe=hp.space_describe,
+            adjacency=torch.tensor(hp.adjacency),
+            net_config=dict(hp.net_config),
+            task_names=hp.task_names,
+            space=space,
+        )
+
+
+class MetaPredictor:
+    """Frozen meta-predictor. ``for_task(features [K, n, F]) -> Predictor`` for guidance and ranking.
+
+    Attributes: ``targets``, ``space_name``, ``space_describe``, ``sde_config``, ``task_names``
+    (the tasks it was trained on), ``ensemble``.
+    """
+
+    def __init__(
+        self,
+        net: PredictorNet,
+        targets: Sequence[str],
+        space_describe: Mapping[str, Any],
+        adjacency: Tensor,
+        net_config: Mapping[str, Any],
+        task_names: Sequence[str] = (),
+        space: SearchSpace | None = None,
+    ) -> None:
+        self.net = net.eval().requires_grad_(False)
+        self.targets = list(targets)
+        self.space_describe = dict(space_describe)
+        self.space_name = str(self.space_describe.get("name"))
+        self.sde_config = net.sde.config()
+        self.adjacency = torch.as_tensor(adjacency, dtype=torch.float32)
+        self.net_config = dict(net_config)
+        self.task_names = list(task_names)
+        self._space = space
+        if space is not None:
+            check_space(space, self.space_describe, "meta-predictor")
+
+    @property
+    def ensemble(self) -> int:
+        return len(self.net.members)
+
+    @torch.no_grad()
+    def embed_task(self, task_features: Tensor) -> Tensor:
+        """Per-member task embeddings. [K, n, F] -> [M, D]."""
+        feats = torch.as_tensor(task_features, dtype=torch.float32, device=self.net.y_mean.device)
+        if feats.dim() != 3:
+            raise ConfigError(f"task features must be [K, n, F] (classes, samples, features), got {list(feats.shape)}")
+        return torch.stack([m.embed_task(feats) for m in self.net.members])
+
+    def for_task(self, task_features: Tensor) -> Predictor:
+        """Bind one task's features [K, n, F]: a plain Predictor ``x, t -> [B, K]`` for that task."""
+        embs = self.embed_task(task_features)
+        members = nn.ModuleList(TaskBoundNet.bind(m, e) for m, e in zip(self.net.members, embs))
+        net = PredictorNet(members, self.net.sde, len(self.targets))
+        net.set_target_stats(self.net.y_mean, self.net.y_std)
+        cfg = {**self.net_config, "name": "task_bound"}
+        return Predictor(net, self.targets, self.space_describe, self.adjacency, cfg, space=self._space)
+
+    # ----- persistence -------------------------------------------------------------------
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write the meta-predictor atomically."""
+        return atomic_torch_save(
+            {
+                "format": CHECKPOINT_FORMAT,
+                "version": CHECKPOINT_VERSION,
+                "space": self.space_describe,
+                "adjacency": self.adjacency.tolist(),
+                "sde_config": self.sde_config,
+                "targets": self.targets,
+                "net_config": self.net_config,
+                "ensemble": self.ensemble,
+                "task_names": self.task_names,
+                "state_dict": {k: v.detach().cpu() for k, v in self.net.state_dict().items()},
+            },
+            path,
+        )
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, space: SearchSpace | None = None) -> MetaPredictor:
+        """Load a saved meta-predictor; refuses another space (CheckpointMismatchError)."""
+        ckpt = read_checkpoint(path, CHECKPOINT_FORMAT)
+        adjacency = torch.tensor(ckpt["adjacency"], dtype=torch.float32)
+        k = len(ckpt["targets"])
+        members = build_members(ckpt["net_config"], len(ckpt["space"]["ops"]), adjacency, k, ckpt["ensemble"], 0)
+        net = PredictorNet(members, build_sde(ckpt["sde_config"]), k)
+        net.load_state_dict(ckpt["state_dict"])
+        return cls(
+            net, ckpt["targets"], ckpt["space"], adjacency, ckpt["net_config"], ckpt.get("task_names", ()), space
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"MetaPredictor(space={self.space_name!r}, targets={self.targets}, ensemble={self.ensemble}, "
+            f"tasks={len(self.task_names)})"
+        )
+
+
+def _rows_to_arrays(rows: Sequence[Any]) -> tuple[list[str], list[Arch], list[float]]:
+    tasks, archs, values = [], [], []
+    for row in rows:
+        if isinstance(row, Mapping):
+            task, arch, value = row["task"], row["arch"], row["accuracy"]
+        else:
+            task, arch, value = row
+        tasks.append(str(task))
+        archs.append(arch)
+        values.append(float(value))
+    return tasks, archs, values
+
+
+def fit_meta_predictor(
+    space: SearchSpace,
+    rows: Sequence[Any],
+    task_features: Mapping[str, Tensor],
+    sde_config: Mapping[str, Any],
+    *,
+    target: str = "accuracy",
+    ensemble: int = 1,
+    steps: int | None = 3000,
+    epochs: int | None = None,
+    batch_size: int = 128,
+    lr: float = 1e-3,
+    net_config: Mapping[str, Any] | None = None,
+    noise_aware: bool = True,
+    clean_frac: float = 0.25,
+    seed: int = 0,
+    progress: bool = False,
+    logger: Any = None,
+    accelerator: str = "cpu",
+) -> MetaPredictor:
+    """Train a meta-predictor on (task, arch, value) rows.
+
+    Args:
+        rows: ``(task_name, arch, value)`` tuples or mappings with keys task / arch / accuracy.
+        task_features: ``{task_name: Tensor [K, n, F]}``; all training tasks share K, n and F.
+        target: name of the predicted value (the Predictor's single target).
+        Others as ``fit_predictor``.
+    """
+    from nag.modules.arch_data import to_state
+
+    tasks, archs, values = _rows_to_arrays(rows)
+    if len(archs) < 2:
+        raise ConfigError(f"fit_meta_predictor needs at least 2 rows, got {len(archs)}")
+    names = sorted(set(tasks))
+    missing = [n for n in names if n not in task_features]
+    if missing:
+        raise ConfigError(f"rows name task(s) {missing} without features; task_features has {sorted(task_features)}")
+    shapes = {n: tuple(task_features[n].shape) for n in names}
+    if len(set(shapes.values())) != 1:
+        raise ConfigError(f"training tasks must share one [K, n, F] shape; got {shapes}")
+    feats = torch.stack([torch.as_tensor(task_features[n], dtype=torch.float32) for n in names])
+    index = torch.tensor([names.index(t) for t in tasks])
+    y = torch.tensor(values, dtype=torch.float32).unsqueeze(1)
+    mean, std = target_stats(y)
+    module = MetaPredictorModule(
+        space.describe(),
+        space.adjacency,
+        sde_config,
+        names,
+        feats,
+        targets=[target],
+        net_config=net_config,
+        noise_aware=noise_aware,
+        ensemble=ensemble,
+        lr=lr,
+        clean_frac=clean_frac,
+        seed=seed,
+    )
+    module.net.set_target_stats(mean, std)
+    batches = TensorBatches(to_state(space, archs), (y - mean) / std, index, batch_size=batch_size, seed=seed)
+    if epochs is not None:
+        steps = epochs * len(batches)
+    if not steps or steps < 1:
+        raise ConfigError(f"training length must be positive: got steps={steps}, epochs={epochs}")
+    train_module(module, batches, steps, seed, progress, logger, accelerator)
+    return module.meta_predictor(space)
+
+
+__all__ = [
+    "DEFAULT_META_NET",
+    "MetaPredictor",
+    "MetaPredictorModule",
+    "MetaPredictorNet",
+    "TaskBoundNet",
+    "fit_meta_predictor",
+]

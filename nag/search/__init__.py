@@ -1,0 +1,79 @@
+"""Search: evaluators, the resumable search loop, baselines, and BO with pluggable pools.
+
+A *method* is a named preset of a search method and its settings (``METHODS``); the bo_nas
+experiment and the NB201 search benchmark pick methods by these names, so both run the same
+configurations.
+"""
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from nag.errors import UnknownNameError
+from nag.search.evaluators import (
+    EVALUATORS,
+    Evaluator,
+    EvaluatorProtocol,
+    Query,
+    TableEvaluator,
+    TrainEvalEvaluator,
+    build_evaluator,
+    list_evaluators,
+)
+from nag.search.loop import SEARCHERS, SearchContext, Searcher, SearchResult, build_searcher, run_search
+from nag.search.state import SearchState
+
+# method name -> (search method in SEARCHERS, its default settings)
+METHODS: dict[str, tuple[str, dict[str, Any]]] = {
+    "random": ("random", {}),
+    "evolution": ("evolution", {"population": 20, "sample_size": 5}),
+    "local": ("local", {}),
+    "random_bo": ("bo", {"optimizer": "random_pool", "acquisition": "ts"}),
+    "bananas": ("bo", {"optimizer": "mutation_pool", "acquisition": "ts"}),
+    "prior_filter": ("bo", {"optimizer": "prior_filter", "acquisition": "ts"}),
+    "diffusion_bo": ("bo", {"optimizer": "diffusion", "acquisition": "ts"}),
+}
+
+
+def method_settings(method: str, overrides: dict[str, Any] | None = None) -> tuple[str, dict[str, Any]]:
+    """(searcher name, settings) of ``method``, with ``overrides`` merged one level deep."""
+    if method not in METHODS:
+        raise UnknownNameError(f"unknown search method {method!r}. Known methods: {', '.join(sorted(METHODS))}")
+    searcher, settings = METHODS[method]
+    settings = copy.deepcopy(settings)
+    for key, value in (overrides or {}).items():
+        if isinstance(value, dict) and isinstance(settings.get(key), dict):
+            settings[key] = {**settings[key], **value}
+        else:
+            settings[key] = value
+    return searcher, settings
+
+
+def build_method(method: str, space: Any, overrides: dict[str, Any] | None = None) -> Searcher:
+    """The searcher of preset ``method`` on ``space``."""
+    searcher, settings = method_settings(method, overrides)
+    built = build_searcher(searcher, space, **settings)
+    built.name = method  # the state file and results name the preset, not the generic searcher
+    return built
+
+
+__all__ = [
+    "EVALUATORS",
+    "Evaluator",
+    "EvaluatorProtocol",
+    "Query",
+    "TableEvaluator",
+    "TrainEvalEvaluator",
+    "build_evaluator",
+    "list_evaluators",
+    "SEARCHERS",
+    "SearchContext",
+    "Searcher",
+    "SearchResult",
+    "SearchState",
+    "build_searcher",
+    "run_search",
+    "METHODS",
+    "method_settings",
+    "build_method",
+]

@@ -1,0 +1,171 @@
+"""Objective oracles for search: one interface, cached, budget = distinct archs queried.
+
+``evaluate(arch)`` returns the objective (higher is better). Asking again for an arch already
+evaluated returns the cached value and costs nothing: ``n_queries`` counts distinct archs only.
+``history`` lists ``Query(arch, value, index)`` in the order archs were first evaluated,
+``index`` being 1-based (the number of queries spent once that arch was evaluated).
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Mapping
+from typing import Any, NamedTuple, Protocol, runtime_checkable
+
+from nag.errors import ConfigError
+from nag.registry import Registry
+from nag.spaces.base import Arch, SearchSpace
+
+
+class Query(NamedTuple):
+    """One evaluated architecture."""
+
+    arch: Arch
+    value: float
+    index: int  # 1-based query count when it was first evaluated
+
+
+@runtime_checkable
+class EvaluatorProtocol(Protocol):
+    """What a search loop needs from an evaluator."""
+
+    history: list[Query]
+
+    @property
+    def n_queries(self) -> int: ...
+
+    def evaluate(self, arch: Arch) -> float: ...
+
+
+class Evaluator(ABC):
+    """Cached oracle. Subclasses implement ``_evaluate(arch) -> (value, info)``.
+
+    ``info`` (JSON-able numbers, e.g. the test accuracy of a trained net) is kept in ``info[arch]``
+    and saved with the search state.
+    """
+
+    def __init__(self) -> None:
+        self.history: list[Query] = []
+        self.info: dict[Arch, dict[str, float]] = {}
+        self._values: dict[Arch, float] = {}
+
+    @abstractmethod
+    def _evaluate(self, arch: Arch) -> tuple[float, dict[str, float]]:
+        """The objective of a new arch and any extra numbers worth keeping."""
+
+    @property
+    def n_queries(self) -> int:
+        """Distinct archs evaluated so far."""
+        return len(self.history)
+
+    def evaluate(self, arch: Arch) -> float:
+        """Objective of ``arch`` (higher is better); free when ``arch`` was evaluated before."""
+        if arch in self._values:
+            return self._values[arch]
+        value, info = self._evaluate(arch)
+        self.record(arch, float(value), info)
+        return self._values[arch]
+
+    def record(self, arch: Arch, value: float, info: Mapping[str, float] | None = None) -> Query:
+        """Add an already known result (used when resuming a search)."""
+        if arch in self._values:
+            raise ConfigError(f"arch {arch!r} is recorded twice; a search history holds each arch once")
+        query = Query(arch, float(value), len(self.history) + 1)
+        self._values[arch] = query.value
+        self.history.append(query)
+        if info:
+            self.info[arch] = dict(info)
+        return query
+
+    def preload(self, queries: Iterable[tuple[Arch, float, Mapping[str, float] | None]]) -> None:
+        """Record ``(arch, value, info)`` triples in order (a resumed search's history)."""
+        for arch, value, info in queries:
+            self.record(arch, value, info)
+
+    def is_evaluated(self, arch: Arch) -> bool:
+        return arch in self._values
+
+    def best(self) -> Query:
+        """The best query so far (the earliest one on ties)."""
+        if not self.history:
+            raise ConfigError("no architecture has been evaluated yet")
+        return max(self.history, key=lambda q: (q.value, -q.index))
+
+    @classmethod
+    def from_config(cls, space: SearchSpace, cfg: Any) -> "Evaluator":
+        """Build from an experiment config (see experiments/experiment/bo_nas.yaml)."""
+        raise NotImplementedError(f"{cls.__name__} cannot be built from a config")
+
+
+EVALUATORS: Registry[Evaluator] = Registry("evaluator", group="nag.evaluators")
+
+
+@EVALUATORS.register("table")
+class TableEvaluator(Evaluator):
+    """Look the objective up in a benchmark table (``table.query(arch, metric)``)."""
+
+    def __init__(self, table: Any, metric: str) -> None:
+        super().__init__()
+        known = list(getattr(table, "metrics", []) or [])
+        if known and metric not in known:
+            raise ConfigError(
+                f"benchmark metric {metric!r} is not a column of the table; known metrics: {', '.join(known)}"
+            )
+        self.table = table
+        self.metric = metric
+
+    def _evaluate(self, arch: Arch) -> tuple[float, dict[str, float]]:
+        return float(self.table.query(arch, self.metric)), {}
+
+    @classmethod
+    def from_config(cls, space: SearchSpace, cfg: Any) -> "TableEvaluator":
+        from nag.benchmarks.table import BenchmarkTable
+
+        bench = cfg.get("benchmark") or {}
+        if not bench.get("path"):
+            raise ConfigError(
+                "evaluator=table needs benchmark.path=<csv> (a table with an 'arch' column and metric "
+                "columns such as cifar10_test_acc); or use evaluator=train_eval"
+            )
+        table = BenchmarkTable.from_csv(bench["path"], space)
+        return cls(table, bench.get("metric", "cifar10_test_acc"))
+
+
+@EVALUATORS.register("train_eval")
+class TrainEvalEvaluator(Evaluator):
+    """Really train each arch on ``task`` (``space.train_eval``); the objective is ``metric``.
+
+    Every number train_eval returns (test accuracy, wall time, params) is kept in ``info[arch]``.
+    """
+
+    def __init__(self, space: SearchSpace, task: Any, budget: Any = None, seed: int = 0, metric: str = "val_acc"):
+        super().__init__()
+        self.space = space
+        self.task = task
+        self.budget = budget
+        self.seed = seed
+        self.metric = metric
+
+    def _evaluate(self, arch: Arch) -> tuple[float, dict[str, float]]:
+        metrics = self.space.train_eval(arch, self.task, budget=self.budget, seed=self.seed)
+        if self.metric not in metrics:
+            raise ConfigError(
+                f"train_eval returned no {self.metric!r}; it returns: {', '.join(sorted(metrics))}"
+            )
+        info = {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float))}
+        return float(metrics[self.metric]), info
+
+    @classmethod
+    def from_config(cls, space: SearchSpace, cfg: Any) -> "TrainEvalEvaluator":
+        from nag.experiments import build_budget, build_task
+
+        return cls(space, build_task(cfg), build_budget(cfg, "train"), seed=int(cfg.get("seed", 0)),
+                   metric=str(cfg.get("train_metric", "val_acc")))
+
+
+def build_evaluator(name: str, space: SearchSpace, cfg: Any) -> Evaluator:
+    """The evaluator registered as ``name``, built from an experiment config."""
+    return EVALUATORS.get(name).from_config(space, cfg)
+
+
+def list_evaluators(pattern: str = "*") -> list[str]:
+    return EVALUATORS.names(pattern)

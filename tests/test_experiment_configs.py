@@ -1,0 +1,63 @@
+"""Every experiments/experiment/*.yaml composes, and fast-runs with its own ``smoke_overrides``.
+
+Experiment files are discovered by glob, so a new experiment is covered as soon as its yaml
+exists. A new experiment brings, in its yaml:
+  - line 1 ``# @package _global_`` and line 2 a ``# <one-line description>`` (shown by --help),
+  - ``name: <file stem>``,
+  - ``smoke_overrides: [...]``: overrides that make a run take seconds,
+  - optionally ``smoke_slow: true`` when even that run takes more than ~30 s (marks it slow).
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+from omegaconf import OmegaConf
+
+from nag.experiments import list_experiments, run_experiment
+from nag.run import compose_config
+
+REPO = Path(__file__).resolve().parents[1]
+FILES = sorted((REPO / "experiments" / "experiment").glob("*.yaml"))
+
+
+def _param(path: Path):
+    raw = yaml.safe_load(path.read_text()) or {}
+    marks = [pytest.mark.slow] if raw.get("smoke_slow") else []
+    return pytest.param(path, id=path.stem, marks=marks)
+
+
+def test_the_built_in_experiments_are_there():
+    assert {"evaluate", "random_search"} <= {p.stem for p in FILES}
+
+
+@pytest.mark.parametrize("path", FILES, ids=[p.stem for p in FILES])
+def test_experiment_file_header(path):
+    lines = path.read_text().splitlines()
+    assert lines[0].strip() == "# @package _global_"
+    assert lines[1].startswith("# ") and len(lines[1]) > 10, "line 2 must describe the experiment (shown by --help)"
+
+
+@pytest.mark.parametrize("path", FILES, ids=[p.stem for p in FILES])
+def test_experiment_composes(path):
+    cfg = compose_config([f"experiment={path.stem}"])
+    assert cfg.name == path.stem
+    assert {"seed", "space", "task", "wandb"} <= set(cfg)
+    smoke = cfg.get("smoke_overrides")
+    assert OmegaConf.is_list(smoke) and all(isinstance(o, str) for o in smoke), "give smoke_overrides: [key=value, ...]"
+    compose_config([f"experiment={path.stem}", *smoke])  # every smoke override names a real key
+
+
+@pytest.mark.parametrize("path", [_param(p) for p in FILES])
+def test_experiment_fast_run(path, tmp_path):
+    cfg = compose_config([f"experiment={path.stem}"])
+    runner = str(cfg.get("runner") or cfg.name)
+    if runner not in list_experiments():
+        pytest.skip(f"experiment {runner!r} has a config but no module yet")
+    cfg = compose_config([f"experiment={path.stem}", *cfg.smoke_overrides])
+    results = run_experiment(cfg, out_dir=tmp_path)
+    assert results and all(isinstance(v, (int, float, str, bool)) or v is None for v in results.values())
+    assert json.loads((tmp_path / "results.json").read_text()) == results
+    assert OmegaConf.load(tmp_path / "config.yaml").name == path.stem

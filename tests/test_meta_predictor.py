@@ -1,0 +1,179 @@
+"""Set encoder invariances, image features, and the task-conditioned meta-predictor."""
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from nag.errors import CheckpointMismatchError, ConfigError, MissingDataError
+from nag.modules.meta_predictor import MetaPredictor, MetaPredictorModule, fit_meta_predictor
+from nag.modules.nets.feature_extractor import ImageFeatureExtractor
+from nag.modules.nets.set_encoder import ISAB, PMA, SAB, DatasetEncoder
+from nag.modules.predictor import Predictor, PredictorModule
+from nag.spaces import get_space
+
+VE = {"name": "ve", "sigma_min": 0.1, "sigma_max": 5.0}
+F = 16
+SMALL_META = {
+    "name": "meta",
+    "hidden": 32,
+    "layers": 2,
+    "time_dim": 16,
+    "task_dim": 16,
+    "set_hidden": 32,
+    "num_inducing": 4,
+    "head_hidden": 32,
+}
+
+
+@pytest.fixture(scope="module")
+def space():
+    return get_space("nb201")
+
+
+@pytest.fixture(scope="module")
+def encoder():
+    torch.manual_seed(0)
+    return DatasetEncoder(in_dim=F, hidden=32, out_dim=8, heads=4, num_inducing=4).eval()
+
+
+@settings(max_examples=10, deadline=None)
+@given(k=st.integers(1, 6), n=st.integers(1, 7), seed=st.integers(0, 10_000))
+def test_dataset_encoder_is_permutation_invariant(encoder, k, n, seed):
+    g = torch.Generator().manual_seed(seed)
+    feats = torch.randn(k, n, F, generator=g)
+    emb = encoder(feats)
+    assert emb.shape == (8,)
+    classes = torch.randperm(k, generator=g)
+    within = torch.stack([torch.randperm(n, generator=g) for _ in range(k)])
+    shuffled = feats[classes]
+    shuffled = torch.gather(shuffled, 1, within.unsqueeze(-1).expand(-1, -1, F))  # a different order per class
+    torch.testing.assert_close(encoder(shuffled), emb, rtol=1e-4, atol=1e-5)
+
+
+def test_dataset_encoder_separates_tasks_and_batches(encoder):
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.randn(5, 4, F, generator=g), torch.randn(5, 4, F, generator=g) + 1.0
+    batched = encoder(torch.stack([a, b]))
+    assert batched.shape == (2, 8)
+    torch.testing.assert_close(batched[0], encoder(a), rtol=1e-4, atol=1e-5)
+    assert not torch.allclose(batched[0], batched[1])
+    with pytest.raises(ValueError, match=r"\[K, n, 16\]"):
+        encoder(torch.randn(5, 4, F + 1))
+
+
+def test_set_blocks_equivariance():
+    torch.manual_seed(0)
+    x = torch.randn(2, 6, 8)
+    perm = torch.randperm(6)
+    for block in (SAB(8, 8, 2), ISAB(8, 8, 2, 3)):
+        block.eval()
+        torch.testing.assert_close(block(x)[:, perm], block(x[:, perm]), rtol=1e-4, atol=1e-5)
+    pma = PMA(8, 2, num_seeds=2).eval()
+    assert pma(x).shape == (2, 2, 8)
+    torch.testing.assert_close(pma(x), pma(x[:, perm]), rtol=1e-4, atol=1e-5)
+
+
+class _FakeTask:
+    """A stand-in exposing the Task API the extractor uses (class_sets)."""
+
+    def __init__(self, name: str, k: int, channels: int, size: int) -> None:
+        self.name, self.classes, self.calls = name, tuple(range(k)), 0
+        self.shape = (k, channels, size)
+
+    def class_sets(self, n_per_class: int, seed: int = 0):
+        self.calls += 1
+        k, c, s = self.shape
+        return torch.rand(k, n_per_class, c, s, s, generator=torch.Generator().manual_seed(seed))
+
+
+def test_feature_extractor_grey_small_images_and_cache():
+    fx = ImageFeatureExtractor("resnet18")
+    task = _FakeTask("grey8", k=3, channels=1, size=8)
+    feats = fx.task_features(task, n_per_class=4, seed=0)
+    assert feats.shape == (3, 4, 512) and torch.isfinite(feats).all()
+    assert fx.task_features(task, n_per_class=4, seed=0) is feats and task.calls == 1  # cached
+    fx.task_features(task, n_per_class=4, seed=1)
+    assert task.calls == 2
+    again = ImageFeatureExtractor("resnet18")  # fixed-seed fallback: the same features every time
+    torch.testing.assert_close(again.task_features(task, 4, 0), feats)
+
+
+def test_feature_extractor_loads_a_local_weights_file(tmp_path):
+    src = ImageFeatureExtractor("resnet18")
+    with torch.no_grad():
+        for p in src.backbone.parameters():
+            p.mul_(0.5)
+    path = tmp_path / "resnet18.pth"
+    torch.save({"state_dict": src.backbone.state_dict()}, path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # real weights: no fallback warning
+        fx = ImageFeatureExtractor("resnet18", pretrained_path=path)
+    assert fx.weights_source == str(path)
+    img = torch.rand(2, 3, 32, 32)
+    torch.testing.assert_close(fx.extract(img), src.extract(img))
+    with pytest.raises(MissingDataError, match="not found"):
+        ImageFeatureExtractor("resnet18", pretrained_path=tmp_path / "absent.pth")
+    with pytest.raises(ConfigError, match="timm"):
+        ImageFeatureExtractor("not_a_model_xyz")
+
+
+def _two_task_rows(space, nb201_csv, n_archs: int):
+    """Real rows: task 'c10' = NB201 CIFAR-10 accuracies, task 'c100' = CIFAR-100 accuracies."""
+    from nag.benchmarks.table import BenchmarkTable
+
+    table = BenchmarkTable.from_csv(nb201_csv, space)
+    idx = np.random.default_rng(0).permutation(len(table.archs))[:n_archs]
+    rows = []
+    for task, col in (("c10", "cifar10_test_acc"), ("c100", "cifar100_test_acc")):
+        vals = table.values(col)
+        rows += [(task, table.archs[i], float(vals[i])) for i in idx]
+    g = torch.Generator().manual_seed(0)
+    feats = {"c10": torch.randn(4, 5, F, generator=g), "c100": torch.randn(4, 5, F, generator=g) + 0.5}
+    return rows, feats, table, idx
+
+
+def test_meta_predictor_binds_a_task_and_is_differentiable(space, nb201_csv, tmp_path):
+    rows, feats, table, idx = _two_task_rows(space, nb201_csv, 64)
+    meta = fit_meta_predictor(space, rows, feats, VE, steps=30, ensemble=2, net_config=SMALL_META, seed=0)
+    assert isinstance(meta, MetaPredictor) and meta.targets == ["accuracy"] and meta.task_names == ["c10", "c100"]
+    p10, p100 = meta.for_task(feats["c10"]), meta.for_task(feats["c100"])
+    assert isinstance(p10, Predictor) and p10.sde_config == meta.sde_config
+    x = torch.randn(6, space.num_nodes, space.num_ops, requires_grad=True)
+    out = p10(x, torch.rand(6))
+    assert out.shape == (6, 1)
+    (grad,) = torch.autograd.grad(out.sum(), x)
+    assert torch.isfinite(grad).all() and grad.abs().sum() > 0
+    archs = [table.archs[i] for i in idx[:8]]
+    m10, v10 = p10.predict_archs(archs)
+    assert (v10 > 0).all()  # two members disagree
+    assert not torch.allclose(m10, p100.predict_archs(archs)[0])  # the task embedding matters
+
+    # the bound predictor and the meta-predictor both survive a save / load round trip
+    loaded_p = Predictor.load(p10.save(tmp_path / "bound.pt"), space)
+    assert torch.equal(loaded_p.predict_archs(archs)[0], m10)
+    loaded_meta = MetaPredictor.load(meta.save(tmp_path / "meta.pt"), space)
+    assert torch.equal(loaded_meta.for_task(feats["c10"]).predict_archs(archs)[0], m10)
+    with pytest.raises(CheckpointMismatchError):
+        MetaPredictor.load(tmp_path / "meta.pt", get_space("mbv3"))
+    with pytest.raises(CheckpointMismatchError, match="not a nag.meta_predictor"):
+        MetaPredictor.load(tmp_path / "bound.pt")
+
+
+def test_meta_module_reuses_the_predictor_training_path(space):
+    assert issubclass(MetaPredictorModule, PredictorModule)
+    assert MetaPredictorModule.loss is PredictorModule.loss
+    assert MetaPredictorModule.training_step is PredictorModule.training_step
+
+
+def test_meta_inputs_are_checked(space):
+    archs = space.sample(3, 0)
+    rows = [("a", archs[0], 1.0), ("b", archs[1], 2.0)]
+    with pytest.raises(ConfigError, match="without features"):
+        fit_meta_predictor(space, rows, {"a": torch.zeros(2, 3, F)}, VE, steps=1)
+    with pytest.raises(ConfigError, match="share one"):
+        fit_meta_predictor(space, rows, {"a": torch.zeros(2, 3, F), "b": torch.zeros(3, 3, F)}, VE, steps=1)

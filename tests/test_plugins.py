@@ -1,0 +1,185 @@
+"""Plugins: a search space nag has never heard of is found through the ``nag.spaces`` entry-point
+group, without pip-installing anything (a distribution written into tmp_path and put on
+sys.path); a broken plugin is named in the error; the example plugin in examples/custom_space
+works directly, through entry points, and from the command line."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import tomllib
+from pathlib import Path
+
+import pytest
+
+import nag.spaces
+from nag.errors import InvalidArchError
+from nag.registry import Registry
+from nag.spaces import SearchSpace, get_space, list_spaces
+from test_registry import make_dist  # tests/ is on sys.path under pytest's default import mode
+
+REPO = Path(__file__).resolve().parents[1]
+EXAMPLE = REPO / "examples" / "custom_space"
+
+RING_SPACE = textwrap.dedent(
+    '''
+    import torch
+    from torch import nn
+    from nag.errors import InvalidArchError
+    from nag.spaces import SearchSpace
+
+    class RingSpace(SearchSpace):
+        """3 nodes on a chain, each 'narrow' or 'wide'."""
+        name = "ring3"
+        ops = ("narrow", "wide")
+        num_nodes = 3
+
+        def __init__(self, width: int = 4):
+            self.width = width
+
+        @property
+        def adjacency(self):
+            return torch.tensor([[0.0, 1, 0], [0, 0, 1], [0, 0, 0]])
+
+        def to_tokens(self, arch):
+            if not (isinstance(arch, tuple) and len(arch) == 3 and set(arch) <= set(self.ops)):
+                raise InvalidArchError(f"{arch!r} is not a ring3 arch")
+            return tuple(self.ops.index(o) for o in arch)
+
+        def from_tokens(self, tokens):
+            return tuple(self.ops[int(t)] for t in tokens)
+
+        def parse(self, text):
+            return tuple(text.split(","))
+
+        def format(self, arch):
+            return ",".join(arch)
+
+        def build(self, arch, task=None):
+            return nn.Linear(self.width, 2)
+    '''
+)
+
+
+@pytest.fixture
+def spaces(monkeypatch) -> Registry:
+    """A fresh ``nag.spaces.SPACES`` for one test (built-ins re-register into it), so plugins
+    registered or discovered here leave no trace in other tests."""
+    fresh: Registry = Registry("search space", group="nag.spaces")
+    monkeypatch.setattr(nag.spaces, "SPACES", fresh)
+    return fresh
+
+
+def test_unknown_plugin_is_found_through_entry_points(tmp_path, monkeypatch, spaces):
+    assert "ring3" not in list_spaces()  # entry points read once: nothing called ring3
+    make_dist(
+        tmp_path / "site",
+        "nag-ring-space",
+        {"nag.spaces": {"ring3": "nag_test_ring_space:RingSpace"}},
+        {"nag_test_ring_space": RING_SPACE},
+    )
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    nag.spaces.SPACES.reload_entry_points()
+    assert "ring3" in list_spaces() and "nb201" in list_spaces()
+    assert list_spaces("ring*") == ["ring3"]
+    space = get_space("ring3", width=6)
+    assert isinstance(space, SearchSpace) and type(space).__name__ == "RingSpace" and space.width == 6
+    arch = ("wide", "narrow", "wide")
+    assert space.decode(space.encode(arch).unsqueeze(0)) == [arch]
+    assert "nag-ring-space" in nag.spaces.SPACES.source("ring3")
+
+
+def test_broken_plugin_error_names_the_plugin(tmp_path, monkeypatch, spaces):
+    make_dist(tmp_path / "site", "nag-broken", {"nag.spaces": {"broken_space": "nag_no_such_module_xyz:Space"}})
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    assert "broken_space" in list_spaces()  # listing does not import plugins
+    with pytest.raises(ImportError) as info:
+        get_space("broken_space")
+    msg = str(info.value)
+    assert "broken_space" in msg and "nag_no_such_module_xyz:Space" in msg
+    assert get_space("nb201").name == "nb201"  # one broken plugin does not break the others
+
+
+# ----- the example plugin (examples/custom_space) -------------------------------------------
+@pytest.fixture
+def chain_module(monkeypatch):
+    monkeypatch.syspath_prepend(str(EXAMPLE))
+    import nag_chain_space.space as module
+
+    return module
+
+
+def example_entry_points() -> dict[str, str]:
+    meta = tomllib.loads((EXAMPLE / "pyproject.toml").read_text())
+    return meta["project"]["entry-points"]["nag.spaces"]
+
+
+def test_example_registered_directly(chain_module, spaces):
+    spaces.register("chain_cnn", chain_module.ChainCNNSpace)
+    assert "chain_cnn" in list_spaces()
+    space = get_space("chain_cnn", C=4)
+    archs = space.enumerate()
+    assert len(archs) == space.size == 625 == len(set(archs))
+    x = space.encode_batch(archs)  # [625, 4, 5]
+    assert x.shape == (625, 4, 5) and bool((x.sum(-1) == 1).all())
+    assert space.decode(x) == archs and space.decode(2 * x - 1) == archs
+    for arch in archs[::37]:
+        assert space.parse(space.format(arch)) == arch and space.is_valid(arch)
+    assert space.canonical(("skip", "conv3x3", "conv5x5", "skip")) == space.canonical(("conv3x3", "skip", "skip", "conv5x5"))
+    assert space.canonical(("conv3x3", "skip", "skip", "conv5x5")) != space.canonical(("skip", "skip", "conv3x3", "conv5x5"))
+    with pytest.raises(InvalidArchError, match="conv3x3"):
+        space.parse("conv3x3-conv7x7-skip-skip")
+
+
+def test_example_trains_on_digits(chain_module, spaces):
+    from nag.data import get_task
+    from nag.training import TrainBudget
+
+    spaces.register("chain_cnn", chain_module.ChainCNNSpace)
+    space = get_space("chain_cnn", C=4)
+    arch = space.parse("conv3x3-dwconv3x3-maxpool3x3-conv5x5")
+    m = space.train_eval(arch, get_task("digits"), TrainBudget(epochs=1, max_steps=3), seed=0)
+    assert 0.0 <= m["val_acc"] <= 100.0 and 0.0 <= m["test_acc"] <= 100.0
+    assert m["steps"] == 3 and m["params_M"] > 0
+
+
+def test_example_found_through_its_own_entry_point_lines(tmp_path, chain_module, monkeypatch, spaces):
+    make_dist(tmp_path / "site", "nag-chain-space", {"nag.spaces": example_entry_points()})
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    assert "chain_cnn" in list_spaces()
+    assert get_space("chain_cnn").__class__ is chain_module.ChainCNNSpace
+    assert "nag-chain-space" in spaces.source("chain_cnn")
+
+
+def test_plugins_doc_shows_the_example_entry_point_lines():
+    doc = (REPO / "docs" / "plugins.md").read_text()
+    assert '[project.entry-points."nag.spaces"]' in doc
+    for name, value in example_entry_points().items():
+        assert f'{name} = "{value}"' in doc
+
+
+def test_example_plugin_runs_from_the_command_line(tmp_path, chain_module):
+    """The documented user story: plugin on the path + a user config folder with space/chain_cnn.yaml."""
+    site = make_dist(tmp_path / "site", "nag-chain-space", {"nag.spaces": example_entry_points()})
+    env = {
+        **os.environ,
+        "WANDB_MODE": "disabled",
+        "PYTHONPATH": os.pathsep.join([str(site), str(EXAMPLE), str(REPO)]),
+    }
+    out_dir = tmp_path / "run"
+    cmd = [
+        sys.executable, "-m", "nag.run",
+        f"hydra.searchpath=[file://{EXAMPLE / 'configs'}]",
+        "experiment=chain_random_search",
+        "budget=2", "train.epochs=1", "train.max_steps=2", "space.C=4",
+        f"hydra.run.dir={out_dir}",
+    ]  # fmt: skip
+    out = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    results = json.loads((out_dir / "results.json").read_text())
+    assert results["n_evaluated"] == 2
+    best = results["best_arch"]
+    assert len(best.split("-")) == 4 and set(best.split("-")) <= set(chain_module.OPS)
+
