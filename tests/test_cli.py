@@ -224,18 +224,45 @@ def test_compose_config_quotes_arch_strings():
         compose_config(["experiment=evaluate", "budgte=2"])
 
 
-def test_random_search_resumes_from_history(tmp_path):
+def test_random_search_resumes(tmp_path):
     base = ["experiment=random_search", *TINY]
     first = run_experiment(compose_config([*base, "budget=1"]), out_dir=tmp_path)
     (row0,) = read_jsonl(tmp_path / "history.jsonl")
     # a run killed while writing row 1 leaves a torn line; the rerun drops it and goes on
     with open(tmp_path / "history.jsonl", "a") as fh:
         fh.write('{"i": 1, "arch": "|none~0|+|no')
-    second = run_experiment(compose_config([*base, "budget=2"]), out_dir=tmp_path)
-    rows = read_jsonl(tmp_path / "history.jsonl")
+    with pytest.warns(UserWarning, match="unreadable line"):
+        second = run_experiment(compose_config([*base, "budget=2"]), out_dir=tmp_path)
+        rows = read_jsonl(tmp_path / "history.jsonl")
     assert [r["i"] for r in rows] == [0, 1] and rows[0] == row0  # row 0 kept, not retrained
     assert second["n_evaluated"] == 2 and first["n_evaluated"] == 1
     assert second["wall_s"] == pytest.approx(row0["wall_s"] + rows[1]["wall_s"])
-    # a history from another search (other seed) is refused, not silently mixed in
-    with pytest.raises(ConfigError, match="another search"):
+    # the resumed search draws exactly what an uninterrupted one draws
+    fresh = run_experiment(compose_config([*base, "budget=2"]), out_dir=tmp_path / "fresh")
+    assert [r["arch"] for r in read_jsonl(tmp_path / "fresh" / "history.jsonl")] == [r["arch"] for r in rows]
+    assert fresh["best_arch"] == second["best_arch"]
+    # a state from another search (other seed) is refused, not silently mixed in
+    with pytest.raises(ConfigError, match="seed=0"):
         run_experiment(compose_config([*base, "budget=2", "seed=1"]), out_dir=tmp_path)
+
+
+def test_distinct_sample_is_seeded_prefix_stable_and_distinct():
+    from nag.spaces import get_space
+
+    space = get_space("nb201")
+    eight = experiments.distinct_sample(space, 8, seed=3)
+    assert experiments.distinct_sample(space, 5, seed=3) == eight[:5]
+    assert len({space.canonical(a) for a in eight}) == 8
+    assert experiments.distinct_sample(space, 8, seed=4) != eight
+
+    class OneClass:
+        name = "one_class"
+
+        def sample(self, n, rng):
+            return [("a",)] * n
+
+        def canonical(self, arch):
+            return "same"
+
+    with pytest.raises(ConfigError, match="distinct isomorphism classes"):
+        experiments.distinct_sample(OneClass(), 2, seed=0)

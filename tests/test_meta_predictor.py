@@ -30,6 +30,15 @@ SMALL_META = {
 }
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny nets: one intra-op thread is as fast, and immune to OpenMP oversubscription on shared cores."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="module")
 def space():
     return get_space("nb201")

@@ -164,6 +164,29 @@ def positive_int(cfg: DictConfig, key: str) -> int:
     return value
 
 
+def distinct_sample(space: Any, n: int, seed: int) -> list:
+    """``n`` random archs of ``space`` with distinct isomorphism classes (``space.canonical``),
+    in draw order; deterministic in ``seed``, and a prefix of the draws for a larger ``n``."""
+    from nag.spaces import as_rng
+
+    rng = as_rng(seed)
+    out: list = []
+    seen: set = set()
+    max_draws = 100 * n
+    for _ in range(max_draws):
+        arch = space.sample(1, rng)[0]
+        key = space.canonical(arch)
+        if key not in seen:
+            seen.add(key)
+            out.append(arch)
+            if len(out) == n:
+                return out
+    raise ConfigError(
+        f"found only {len(out)} architectures of distinct isomorphism classes in space {space.name!r} "
+        f"after {max_draws} draws; ask for fewer than {n}"
+    )
+
+
 def run_dir() -> Path:
     """The folder of the running experiment (where results.json goes)."""
     path = _RUN_DIR.get()
@@ -252,6 +275,7 @@ __all__ = [
     "build_task",
     "build_budget",
     "call_with_config",
+    "distinct_sample",
     "clean_results",
     "plain",
     "positive_int",

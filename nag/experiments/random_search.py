@@ -1,97 +1,73 @@
 """``experiment=random_search``: train ``budget`` random architectures, keep the best.
 
-Candidates are ``budget`` architectures of distinct isomorphism classes (``space.canonical``),
-drawn with ``seed``; each is really trained with the ``train`` budget (training seed ``seed``).
-The best is chosen by **validation** accuracy, and its **test** accuracy is reported, so the
-test split never influences the choice.
+It is the ``random`` method of nag's search loop (``nag.search.run_search``) with a
+``TrainEvalEvaluator``: ``budget`` distinct architectures, drawn uniformly with ``seed``, each
+really trained with the ``train`` budget (training seed ``seed``). The best is chosen by
+**validation** accuracy and its **test** accuracy is reported, so the test split never
+influences the choice.
 
-Every evaluated architecture is appended to ``history.jsonl`` in the run folder as soon as it
-is done (one fsynced line). Rerunning with the same ``hydra.run.dir`` resumes: the rows already
-there are kept and only the missing architectures are trained.
+Files in the run folder:
+  - ``history.jsonl``: one row per evaluated architecture (``i``, ``arch``, ``val_acc``,
+    ``test_acc``, ``wall_s``, ``params_M``), appended (one fsynced line) as soon as it is done;
+  - ``search_state.json``: the loop's state (history and generator), replaced atomically
+    after every architecture.
+Rerunning with the same ``hydra.run.dir`` resumes: evaluated architectures are not trained
+again, and the search continues with exactly the draws an uninterrupted run would make (a
+larger ``budget`` extends a finished search).
 
 Results: ``best_arch``, ``best_val_acc``, ``best_test_acc``, ``n_evaluated``, and ``wall_s``
-(training + evaluation seconds summed over all evaluated archs, resumed rows included).
+(training + evaluation seconds summed over all evaluated archs, resumed ones included).
 """
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any
-
 from omegaconf import DictConfig
-from tqdm import tqdm
 
-from nag.errors import ConfigError
-from nag.experiments import build_budget, build_space, build_task, experiment, positive_int, run_dir
+from nag.experiments import build_budget, build_space, build_task, distinct_sample, experiment, positive_int, run_dir
 from nag.io import append_jsonl, read_jsonl
-from nag.spaces import Arch, SearchSpace, as_rng
+from nag.search import SearchContext, TrainEvalEvaluator, build_method, run_search
 from nag.wandb_utils import log_metrics
 
 HISTORY = "history.jsonl"
-_MAX_DRAWS_PER_ARCH = 100
+STATE = "search_state.json"
+ROW_KEYS = ("val_acc", "test_acc", "wall_s", "params_M")
 
-
-def distinct_sample(space: SearchSpace, n: int, seed: int) -> list[Arch]:
-    """``n`` random archs of distinct isomorphism classes, in draw order (deterministic in ``seed``)."""
-    rng = as_rng(seed)
-    out: list[Arch] = []
-    seen: set[Any] = set()
-    for _ in range(_MAX_DRAWS_PER_ARCH * n):
-        arch = space.sample(1, rng)[0]
-        key = space.canonical(arch)
-        if key not in seen:
-            seen.add(key)
-            out.append(arch)
-            if len(out) == n:
-                return out
-    raise ConfigError(
-        f"found only {len(out)} distinct architectures of space {space.name!r} in "
-        f"{_MAX_DRAWS_PER_ARCH * n} draws; lower budget (asked for {n})"
-    )
-
-
-def _resume(path: Path, expected: list[str]) -> list[dict[str, Any]]:
-    """Rows of an earlier, interrupted run of the same search (checked against ``expected``)."""
-    rows = read_jsonl(path, missing_ok=True)
-    for i, row in enumerate(rows):
-        if i >= len(expected) or row.get("arch") != expected[i]:
-            raise ConfigError(
-                f"{path} holds row {i} for {row.get('arch')!r}, but this config would evaluate "
-                f"{expected[i] if i < len(expected) else 'nothing'!r} there: it belongs to another search "
-                f"(other seed, space or budget). Use a fresh hydra.run.dir or delete the file."
-            )
-    return rows
+__all__ = ["random_search", "distinct_sample"]  # distinct_sample: re-exported for older imports
 
 
 @experiment("random_search")
 def random_search(cfg: DictConfig) -> dict:
-    """Random search over ``cfg.space``; see the module docstring for the results."""
+    """Random search over ``cfg.space`` on ``cfg.task``; see the module docstring."""
     space = build_space(cfg)
     n = positive_int(cfg, "budget")
     seed = int(cfg.seed)
-    budget = build_budget(cfg)
-    archs = distinct_sample(space, n, seed)
-    names = [space.format(a) for a in archs]
-    path = run_dir() / HISTORY
-    rows = _resume(path, names)
-    task = build_task(cfg)
-    best: dict[str, Any] | None = None
-    for row in rows:
-        best = row if best is None or row["val_acc"] > best["val_acc"] else best
-    with tqdm(total=n, initial=len(rows), desc="random_search", unit="arch", disable=None) as bar:
-        for i in range(len(rows), n):
-            m = space.train_eval(archs[i], task, budget, seed=seed)
-            row = {"i": i, "arch": names[i], **{k: m[k] for k in ("val_acc", "test_acc", "wall_s", "params_M")}}
-            append_jsonl(path, row)
-            rows.append(row)
-            best = row if best is None or row["val_acc"] > best["val_acc"] else best
-            log_metrics({"val_acc": row["val_acc"], "test_acc": row["test_acc"], "best_val_acc": best["val_acc"]}, step=i)
-            bar.set_postfix(best_val=f"{best['val_acc']:.2f}")
-            bar.update()
-    assert best is not None
+    evaluator = TrainEvalEvaluator(space, build_task(cfg), build_budget(cfg), seed=seed, metric="val_acc")
+    history_path = run_dir() / HISTORY
+    written = len(read_jsonl(history_path, missing_ok=True))
+
+    def log_new_rows(_: SearchContext | None = None) -> None:
+        nonlocal written
+        for q in evaluator.history[written:]:  # also catches up a row lost to a kill after the state save
+            info = evaluator.info.get(q.arch, {})
+            row = {"i": q.index - 1, "arch": space.format(q.arch), **{k: info.get(k) for k in ROW_KEYS}}
+            append_jsonl(history_path, row)
+            log_metrics({"val_acc": q.value, "test_acc": info.get("test_acc"), "best_val_acc": evaluator.best().value})
+        written = len(evaluator.history)
+
+    result = run_search(
+        build_method("random", space),
+        evaluator,
+        budget=n,
+        seed=seed,
+        state_path=run_dir() / STATE,
+        progress=True,
+        on_round=log_new_rows,
+    )
+    log_new_rows()
+    best = evaluator.best()  # highest val_acc (earliest on ties)
     return {
-        "best_arch": best["arch"],
-        "best_val_acc": best["val_acc"],
-        "best_test_acc": best["test_acc"],
-        "n_evaluated": len(rows),
-        "wall_s": sum(r["wall_s"] for r in rows),
+        "best_arch": space.format(best.arch),
+        "best_val_acc": best.value,
+        "best_test_acc": evaluator.info[best.arch]["test_acc"],
+        "n_evaluated": result.n_queries,
+        "wall_s": sum(evaluator.info[q.arch]["wall_s"] for q in result.history),
     }

@@ -31,7 +31,7 @@ METHODS: dict[str, tuple[str, dict[str, Any]]] = {
     "random_bo": ("bo", {"optimizer": "random_pool", "acquisition": "ts"}),
     "bananas": ("bo", {"optimizer": "mutation_pool", "acquisition": "ts"}),
     "prior_filter": ("bo", {"optimizer": "prior_filter", "acquisition": "ts"}),
-    "diffusion_bo": ("bo", {"optimizer": "diffusion", "acquisition": "ts"}),
+    "diffusion_bo": ("bo", {"optimizer": "diffusion", "acquisition": "ts", "surrogate_params": {"noise_aware": True}}),
 }
 
 

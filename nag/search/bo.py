@@ -16,8 +16,7 @@ Pools never contain an evaluated arch nor, by default, one isomorphic to an eval
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -25,13 +24,8 @@ from nag.errors import ConfigError
 from nag.registry import Registry
 from nag.search.acquisition import get_acquisition
 from nag.search.loop import SEARCHERS, SearchContext, Searcher
+from nag.search.surrogate import DEFAULT_SDE, SURROGATES, fit_surrogate, predict_mean_std
 from nag.spaces.base import Arch, SearchSpace
-
-
-class Surrogate(Protocol):
-    """What BO needs from a fitted model: ``predict(archs) -> (mean [B], std [B])``."""
-
-    def predict(self, archs: Sequence[Arch]) -> tuple[np.ndarray, np.ndarray]: ...
 
 
 # ----- acquisition optimisers (candidate pools) ------------------------------------------------
@@ -50,6 +44,10 @@ class PoolOptimizer(ABC):
     @abstractmethod
     def propose(self, ctx: SearchContext, surrogate: Any) -> list[Arch]:
         """Candidate archs, none evaluated yet, no repeats."""
+
+    def sde_config(self) -> dict[str, Any]:
+        """The SDE the surrogate is trained under (a guided pool needs its prior's)."""
+        return dict(DEFAULT_SDE)
 
 
 POOL_OPTIMIZERS: Registry[PoolOptimizer] = Registry("acquisition optimiser", group="nag.pool_optimizers")
@@ -113,38 +111,108 @@ class MutationPool(PoolOptimizer):
         return ctx.fresh(pool + extra, self.by_canonical)[: self.pool_size]
 
 
-def build_pool_optimizer(name: str, space: SearchSpace, **kwargs: Any) -> PoolOptimizer:
-    return POOL_OPTIMIZERS.get(name)(space, **kwargs)
+class AcquisitionObjective:
+    """Differentiable guidance target from a surrogate: ``(mean + kappa * std) / scale`` at ``(x_t, t)``.
 
-
-# ----- surrogate ---------------------------------------------------------------------------------
-class PredictorSurrogate:
-    """An ensemble predictor fitted on the evaluated archs (targets standardised).
-
-    ``predict`` returns the clean (t=0) ensemble mean and standard deviation, in standardised units.
+    ``scale`` (the spread of the observed values) makes ``weight`` unit-free: guidance with weight
+    w samples roughly from ``prior(x) * exp(w * objective(x))``. Carries the surrogate's
+    ``sde_config``/``space_name`` so GuidedSampler can check it against the prior.
     """
 
-    def __init__(self, predictor: Any) -> None:
-        self.predictor = predictor
+    def __init__(self, surrogate: Any, kappa: float = 0.0, scale: float = 1.0) -> None:
+        self.surrogate = surrogate
+        self.kappa = float(kappa)
+        self.scale = max(float(scale), 1e-8)
+        self.sde_config = getattr(surrogate, "sde_config", None)
+        self.space_name = getattr(surrogate, "space_name", None)
 
-    @classmethod
-    def fit(
-        cls, space: SearchSpace, archs: Sequence[Arch], y: np.ndarray, seed: int, **kwargs: Any
-    ) -> "PredictorSurrogate":
-        from nag.modules.predictor import fit_predictor
-
-        return cls(fit_predictor(space, list(archs), y, ensemble=kwargs.pop("ensemble", 5), seed=seed, **kwargs))
-
-    def predict(self, archs: Sequence[Arch]) -> tuple[np.ndarray, np.ndarray]:
-        mean, var = self.predictor.predict_archs(list(archs), t=0.0)
-        mean = np.asarray(mean.detach().cpu() if hasattr(mean, "detach") else mean, dtype=float).reshape(len(archs), -1)[:, 0]
-        var = np.asarray(var.detach().cpu() if hasattr(var, "detach") else var, dtype=float).reshape(len(archs), -1)[:, 0]
-        return mean, np.sqrt(np.maximum(var, 0.0))
+    def __call__(self, x: Any, t: Any) -> Any:
+        """x: [B, N, V], t: [B] -> [B]."""
+        mean, var = self.surrogate.predict(x, t)
+        obj = mean[:, 0]
+        if self.kappa:
+            obj = obj + self.kappa * var[:, 0].clamp_min(1e-12).sqrt()
+        return obj / self.scale
 
 
-def standardise(y: np.ndarray) -> np.ndarray:
-    """(y - mean) / std, with std floored so a flat history stays finite."""
-    return (y - y.mean()) / max(float(y.std()), 1e-8)
+@POOL_OPTIMIZERS.register("diffusion")
+class DiffusionPool(PoolOptimizer):
+    """DiffusionNAG as the acquisition optimiser: the pool is sampled from a trained prior guided
+    by the surrogate (``Guide(AcquisitionObjective(surrogate, kappa), weight)``).
+
+    The surrogate must be noise-aware (BO trains it under the prior's SDE, see ``sde_config``).
+    ``weight=0`` samples the prior unguided (the ``prior_filter`` preset: sample, then filter
+    by the acquisition). Generated archs that are evaluated (or isomorphic to one) are dropped;
+    ``n_samples`` archs are generated per round, ``pool_size`` kept at most.
+
+    Args:
+        prior: a loaded Prior, a path to one (``save_prior``), or None for the shipped prior of
+            the space (``nag.diffusion.prior.default_prior_path``).
+        weight: guidance scale on the standardised objective.
+        kappa: exploration bonus of the guidance objective (UCB), in ensemble stds.
+        schedule: guidance weight schedule ("constant", "linear", "cosine").
+        solver: solver name or config (default: PC with ``steps`` steps).
+    """
+
+    name = "diffusion"
+
+    def __init__(
+        self,
+        space: SearchSpace,
+        pool_size: int = 200,
+        n_samples: int = 200,
+        prior: Any = None,
+        weight: float = 10.0,
+        kappa: float = 0.0,
+        schedule: str = "constant",
+        solver: Any = None,
+        steps: int = 100,
+        batch_size: int = 256,
+        by_canonical: bool = True,
+    ) -> None:
+        super().__init__(space, pool_size, by_canonical)
+        self._prior = prior
+        self.n_samples = n_samples
+        self.weight = float(weight)
+        self.kappa = float(kappa)
+        self.schedule = schedule
+        self.solver = solver if solver is not None else {"name": "pc", "steps": steps}
+        self.batch_size = batch_size
+
+    @property
+    def prior(self) -> Any:
+        """The prior, loaded on first use."""
+        if self._prior is None or isinstance(self._prior, (str, bytes)) or hasattr(self._prior, "__fspath__"):
+            from nag.diffusion.prior import default_prior_path, load_prior
+
+            path = self._prior if self._prior is not None else default_prior_path(self.space.name)
+            self._prior = load_prior(path, space=self.space)
+        return self._prior
+
+    def sde_config(self) -> dict[str, Any]:
+        from nag.diffusion.sde import build_sde
+
+        return build_sde(self.prior.sde).config()
+
+    def propose(self, ctx: SearchContext, surrogate: Any) -> list[Arch]:
+        from nag.diffusion.guidance import Guide, GuidedSampler
+
+        guides = []
+        if self.weight:
+            scale = float(np.std([q.value for q in ctx.history])) or 1.0
+            objective = AcquisitionObjective(surrogate, self.kappa, scale)
+            guides.append(Guide(objective, weight=self.weight, direction="max", schedule=self.schedule))
+        sampler = GuidedSampler(self.prior, guides, solver=self.solver, batch_size=self.batch_size)
+        archs = sampler.sample(self.n_samples, seed=ctx.torch_seed())
+        return ctx.fresh(archs, self.by_canonical)[: self.pool_size]
+
+
+POOL_OPTIMIZERS.register("prior_filter", lambda space, **kw: DiffusionPool(space, **{"weight": 0.0, **kw}),
+                         source="nag.search.bo:DiffusionPool(weight=0)")
+
+
+def build_pool_optimizer(name: str, space: SearchSpace, **kwargs: Any) -> PoolOptimizer:
+    return POOL_OPTIMIZERS.get(name)(space, **kwargs)
 
 
 # ----- the BO searcher ---------------------------------------------------------------------------
@@ -159,7 +227,8 @@ class BayesOpt(Searcher):
         optimizer: name in ``POOL_OPTIMIZERS``; ``optimizer_params`` go to its constructor.
         n_init: random queries before the first surrogate fit.
         q: archs evaluated per round.
-        surrogate_params: keyword arguments of ``fit_predictor`` (``ensemble`` = members).
+        surrogate: name in ``SURROGATES`` ("fast" ensemble MLP, or "predictor" = fit_predictor);
+            ``surrogate_params`` go to it (``ensemble`` = members M).
     """
 
     name = "bo"
@@ -173,6 +242,7 @@ class BayesOpt(Searcher):
         q: int = 1,
         acquisition_params: dict[str, Any] | None = None,
         optimizer_params: dict[str, Any] | None = None,
+        surrogate: str = "fast",
         surrogate_params: dict[str, Any] | None = None,
     ) -> None:
         super().__init__(space)
@@ -183,12 +253,16 @@ class BayesOpt(Searcher):
         self.optimizer = build_pool_optimizer(optimizer, space, **(optimizer_params or {}))
         self.n_init = n_init
         self.q = q
+        self.surrogate = surrogate
         self.surrogate_params = dict(surrogate_params or {})
+        SURROGATES.get(surrogate)  # an unknown name fails now, not after n_init queries
 
-    def fit_surrogate(self, ctx: SearchContext) -> Surrogate:
+    def fit_surrogate(self, ctx: SearchContext) -> Any:
+        """The surrogate refitted on every evaluated arch (seeded from the search's generator)."""
         archs = [q.arch for q in ctx.history]
-        y = standardise(np.array([q.value for q in ctx.history], dtype=float))
-        return PredictorSurrogate.fit(self.space, archs, y, seed=ctx.torch_seed(), **self.surrogate_params)
+        y = np.array([q.value for q in ctx.history], dtype=float)
+        params = {"sde_config": self.optimizer.sde_config(), **self.surrogate_params}
+        return fit_surrogate(self.surrogate, self.space, archs, y, seed=ctx.torch_seed(), **params)
 
     def step(self, ctx: SearchContext) -> None:
         if ctx.n_queries < self.n_init:
@@ -196,11 +270,8 @@ class BayesOpt(Searcher):
                 ctx.query(arch)
             return
         surrogate = self.fit_surrogate(ctx)
-        pool = self.optimizer.propose(ctx, surrogate)
-        if not pool:
-            pool = ctx.sample_unseen(1)
-        mean, std = surrogate.predict(pool)
-        best = float(np.max(surrogate.predict([ctx.best().arch])[0]))
-        scores = self.acquisition(mean, std, best, rng=ctx.rng)
+        pool = self.optimizer.propose(ctx, surrogate) or ctx.sample_unseen(1)
+        mean, std = predict_mean_std(surrogate, pool)
+        scores = self.acquisition(mean, std, ctx.best().value, rng=ctx.rng)
         for i in np.argsort(-scores, kind="stable")[: min(self.q, ctx.remaining)]:
             ctx.query(pool[int(i)])

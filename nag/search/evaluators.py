@@ -47,6 +47,7 @@ class Evaluator(ABC):
         self.history: list[Query] = []
         self.info: dict[Arch, dict[str, float]] = {}
         self._values: dict[Arch, float] = {}
+        self._best: Query | None = None
 
     @abstractmethod
     def _evaluate(self, arch: Arch) -> tuple[float, dict[str, float]]:
@@ -72,6 +73,8 @@ class Evaluator(ABC):
         query = Query(arch, float(value), len(self.history) + 1)
         self._values[arch] = query.value
         self.history.append(query)
+        if self._best is None or query.value > self._best.value:
+            self._best = query
         if info:
             self.info[arch] = dict(info)
         return query
@@ -86,9 +89,9 @@ class Evaluator(ABC):
 
     def best(self) -> Query:
         """The best query so far (the earliest one on ties)."""
-        if not self.history:
+        if self._best is None:
             raise ConfigError("no architecture has been evaluated yet")
-        return max(self.history, key=lambda q: (q.value, -q.index))
+        return self._best
 
     @classmethod
     def from_config(cls, space: SearchSpace, cfg: Any) -> "Evaluator":

@@ -144,8 +144,11 @@ class SearchSpace(ABC):
             raise ValueError(
                 f"{self.name}.decode expects [B, {self.num_nodes}, {self.num_ops}], got {list(x.shape)}"
             )
-        tokens = self.decode_tokens(x.detach().cpu()).tolist()
-        return [self.from_tokens(t) for t in tokens]
+        return self.from_tokens_batch(self.decode_tokens(x.detach().cpu()))
+
+    def from_tokens_batch(self, tokens: Tensor) -> list[Arch]:
+        """tokens [B, N] long -> B archs. Default: from_tokens per row; spaces may vectorise."""
+        return [self.from_tokens(t) for t in tokens.tolist()]
 
     # ----- membership -----------------------------------------------------------------
     def is_valid(self, arch: Arch) -> bool:

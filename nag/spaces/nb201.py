@@ -7,7 +7,6 @@ string form is ``|o1~0|+|o2~0|o3~1|+|o4~0|o5~1|o6~2|``.
 from __future__ import annotations
 
 import itertools
-from collections import Counter
 from collections.abc import Iterable, Sequence
 from functools import cached_property
 from typing import Any, ClassVar
@@ -106,6 +105,19 @@ class NB201Space(SearchSpace):
             )
         return arch
 
+    def from_tokens_batch(self, tokens: Tensor) -> list[NB201Arch]:
+        """tokens [B, 8] long -> B archs, by their row in enumerate() (ops as base-5 digits)."""
+        if tokens.dim() != 2 or tokens.shape[1] != 8:
+            return super().from_tokens_batch(tokens)  # from_tokens names the first bad row
+        tokens = tokens.long()
+        ops = tokens[:, 1:7] - _OP_TOKEN_OFFSET
+        ok = (tokens[:, 0] == 0) & (tokens[:, 7] == 1) & ((ops >= 0) & (ops < len(CELL_OPS))).all(dim=1)
+        if not bool(ok.all()):
+            return super().from_tokens_batch(tokens)
+        place = len(CELL_OPS) ** torch.arange(_NUM_EDGES - 1, -1, -1)
+        archs = self._archs
+        return [archs[i] for i in (ops * place).sum(dim=1).tolist()]
+
     # ----- encode, vectorised over the cached one-hot of every arch --------------------
     @cached_property
     def _index_of(self) -> dict[NB201Arch, int]:
@@ -161,8 +173,8 @@ class NB201Space(SearchSpace):
         return tuple(arch)  # type: ignore[return-value]
 
     def format(self, arch: Any) -> str:
-        ops = self._arch_of[self.to_tokens(arch)]
-        groups = (ops[0:1], ops[1:3], ops[3:6])
+        self.to_tokens(arch)  # validates
+        groups = (arch[0:1], arch[1:3], arch[3:6])
         return "+".join("|" + "|".join(f"{op}~{i}" for i, op in enumerate(g)) + "|" for g in groups)
 
     # ----- isomorphism ------------------------------------------------------------
@@ -172,8 +184,8 @@ class NB201Space(SearchSpace):
         Each node's value is an expression in the input '0': an op on node i gives ``(e_i)@op``,
         'skip_connect' passes ``e_i`` through, and 'none', or any op on an all-zero node, gives the
         zero term '#'. A node is the '+'-join of its sorted terms (summation is commutative), so
-        paths cut by 'none' and the order of summands do not matter. The zero terms are kept, as
-        NB201 does, so the partition is exactly the benchmark's.
+        neither the order of summands nor the ops behind a cut matter. The zero terms themselves
+        are kept, as NB201 does, so the partition is exactly the benchmark's.
         """
         return _iso_key(coerce_arch(self, arch))
 
@@ -214,11 +226,6 @@ class NB201Space(SearchSpace):
             params, flops = counts((op,) + ("none",) * (_NUM_EDGES - 1))
             per_op[op] = (params - base[0], flops - base[1])
         return base, per_op
-
-    def op_counts(self, arch: Any) -> dict[str, int]:
-        """How often each cell op occurs in ``arch``."""
-        counts = Counter(coerce_arch(self, arch))
-        return {op: counts.get(op, 0) for op in CELL_OPS}
 
 
 def _iso_key(ops: Sequence[str]) -> str:

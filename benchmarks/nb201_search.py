@@ -1,0 +1,199 @@
+"""Search efficiency on NAS-Bench-201: queries each method needs to find the best cells.
+
+For every method (presets of ``nag.search.METHODS``), column and seed, a search runs on the
+table until it queries the column's global optimum (or spends ``--max-queries``). Printed and
+written: median queries to the top 0.1% and to the optimum, and best-so-far vs queries
+(mean and 95% CI over seeds) as a PNG plot and a CSV.
+
+    python benchmarks/nb201_search.py                       # 20 seeds, all methods
+    python benchmarks/nb201_search.py --quick               # 5 seeds
+    python benchmarks/nb201_search.py --methods bananas evolution --seeds 10 --workers 2
+
+Runs are appended to ``<out>/runs.jsonl`` as they finish; a rerun skips the runs already
+there, so a killed benchmark resumes. ``diffusion_bo``/``prior_filter`` need a trained NB201
+prior (``--prior``, default: the packaged one).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_CSV = REPO.parent / "shared" / "data" / "nb201" / "nb201.csv"
+COLUMNS = ("cifar10_test_acc", "cifar100_test_acc")
+ALL_METHODS = ("random", "evolution", "local", "random_bo", "bananas", "prior_filter", "diffusion_bo")
+CAPS = {"random": 15625}  # random search needs the whole space for the optimum; others stop earlier
+DEFAULT_CAP = 400
+CURVE_LEN = 200  # best-so-far curve up to this many queries
+TOP_FRAC = 0.001
+
+_TABLES: dict[str, Any] = {}
+
+
+def _table(csv: str) -> Any:
+    from nag.benchmarks.table import BenchmarkTable
+    from nag.spaces import get_space
+
+    if csv not in _TABLES:
+        _TABLES[csv] = BenchmarkTable.from_csv(csv, get_space("nb201"))
+    return _TABLES[csv]
+
+
+def run_one(csv: str, method: str, column: str, seed: int, cap: int, overrides: dict[str, Any]) -> dict[str, Any]:
+    """One search; returns the run's row (values of every query in order)."""
+    import torch
+
+    from nag.search import TableEvaluator, build_method, run_search
+
+    torch.set_num_threads(1)
+    table = _table(csv)
+    values = table.values(column)
+    searcher = build_method(method, table.space, overrides.get(method))
+    result = run_search(searcher, TableEvaluator(table, column), budget=cap, seed=seed, target=float(values.max()))
+    return {
+        "method": method,
+        "column": column,
+        "seed": seed,
+        "values": [q.value for q in result.history],
+        "wall_s": result.wall_s,
+    }
+
+
+def queries_to(values: list[float], threshold: float) -> float:
+    for i, v in enumerate(values):
+        if v >= threshold - 1e-9:
+            return float(i + 1)
+    return float("inf")
+
+
+def summarise(rows: list[dict[str, Any]], csv: str, methods: list[str]) -> list[dict[str, Any]]:
+    table = _table(csv)
+    out = []
+    for column in COLUMNS:
+        vals = table.values(column)
+        top, best = table.quantile_threshold(column, TOP_FRAC), float(vals.max())
+        for method in methods:
+            runs = [r for r in rows if r["method"] == method and r["column"] == column]
+            if not runs:
+                continue
+            q_top = [queries_to(r["values"], top) for r in runs]
+            q_opt = [queries_to(r["values"], best) for r in runs]
+            out.append({
+                "method": method, "column": column, "seeds": len(runs),
+                "median_q_top0.1%": float(np.median(q_top)), "median_q_optimum": float(np.median(q_opt)),
+                "found_optimum": sum(np.isfinite(q_opt)), "mean_wall_s": float(np.mean([r["wall_s"] for r in runs])),
+            })
+    return out
+
+
+def curves(rows: list[dict[str, Any]], column: str, method: str, best: float) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and 95% CI half-width of best-so-far over seeds. -> ([CURVE_LEN], [CURVE_LEN])."""
+    runs = [r for r in rows if r["method"] == method and r["column"] == column]
+    traj = np.full((len(runs), CURVE_LEN), np.nan)
+    for i, r in enumerate(runs):
+        run = np.maximum.accumulate(np.asarray(r["values"][:CURVE_LEN], dtype=float))
+        traj[i, : len(run)] = run
+        traj[i, len(run):] = run[-1] if run[-1] >= best - 1e-9 or len(r["values"]) >= CURVE_LEN else np.nan
+    mean = np.nanmean(traj, axis=0)
+    n = np.sum(np.isfinite(traj), axis=0)
+    ci = 1.96 * np.nanstd(traj, axis=0, ddof=1) / np.sqrt(np.maximum(n, 1)) if len(runs) > 1 else np.zeros(CURVE_LEN)
+    return mean, ci
+
+
+def write_outputs(rows: list[dict[str, Any]], summary: list[dict[str, Any]], csv: str, methods: list[str], out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from nag.io import atomic_write_text
+
+    table = _table(csv)
+    lines = ["method,column,queries,best_so_far_mean,best_so_far_ci95"]
+    fig, axes = plt.subplots(1, len(COLUMNS), figsize=(6 * len(COLUMNS), 4.5))
+    for ax, column in zip(np.atleast_1d(axes), COLUMNS):
+        best = float(table.values(column).max())
+        for method in methods:
+            if not any(r["method"] == method and r["column"] == column for r in rows):
+                continue
+            mean, ci = curves(rows, column, method, best)
+            x = np.arange(1, CURVE_LEN + 1)
+            ax.plot(x, mean, label=method)
+            ax.fill_between(x, mean - ci, mean + ci, alpha=0.2)
+            lines += [f"{method},{column},{i + 1},{mean[i]:.4f},{ci[i]:.4f}" for i in range(CURVE_LEN)]
+        ax.axhline(best, color="k", lw=0.8, ls="--")
+        ax.set_ylim(best - 3.0, best + 0.3)
+        ax.set_xscale("log")
+        ax.set_xlabel("queries")
+        ax.set_ylabel(f"best {column} (%)")
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    tmp = out / ".nb201_search.png.tmp"
+    fig.savefig(tmp, format="png", dpi=120)
+    os.replace(tmp, out / "nb201_search.png")
+    atomic_write_text(out / "nb201_search_curves.csv", "\n".join(lines) + "\n")
+    keys = list(summary[0]) if summary else []
+    atomic_write_text(out / "nb201_search_summary.csv",
+                      "\n".join([",".join(keys)] + [",".join(str(s[k]) for k in keys) for s in summary]) + "\n")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("csv", nargs="?", default=str(DEFAULT_CSV), help="NB201 table (default: %(default)s)")
+    parser.add_argument("--methods", nargs="+", default=list(ALL_METHODS), choices=ALL_METHODS)
+    parser.add_argument("--seeds", type=int, default=20)
+    parser.add_argument("--quick", action="store_true", help="5 seeds")
+    parser.add_argument("--columns", nargs="+", default=list(COLUMNS), choices=COLUMNS)
+    parser.add_argument("--max-queries", type=int, default=DEFAULT_CAP, help="cap for every method but random")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--out", type=Path, default=REPO / "runs" / "nb201_search")
+    parser.add_argument("--set", nargs="*", default=[], metavar="METHOD.KEY=JSON",
+                        help="override a method setting, e.g. bananas.q=2 'diffusion_bo.optimizer_params={\"weight\": 5}'")
+    args = parser.parse_args(argv)
+    seeds = 5 if args.quick else args.seeds
+    overrides: dict[str, dict[str, Any]] = {}
+    for item in args.set:
+        key, _, value = item.partition("=")
+        method, _, name = key.partition(".")
+        overrides.setdefault(method, {})[name] = json.loads(value)
+
+    from nag.io import append_jsonl, read_jsonl
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    log = args.out / "runs.jsonl"
+    rows = [r for r in read_jsonl(log, missing_ok=True)]
+    done = {(r["method"], r["column"], r["seed"]) for r in rows}
+    jobs = [(m, c, s) for m in args.methods for c in args.columns for s in range(seeds) if (m, c, s) not in done]
+    print(f"{len(jobs)} runs to do ({len(done)} already in {log})", flush=True)
+    start = time.perf_counter()
+    with ProcessPoolExecutor(max_workers=args.workers) as pool:
+        futures = {pool.submit(run_one, args.csv, m, c, s, CAPS.get(m, args.max_queries), overrides): (m, c, s)
+                   for m, c, s in jobs}
+        for i, fut in enumerate(as_completed(futures), 1):
+            row = fut.result()
+            append_jsonl(log, row)
+            rows.append(row)
+            print(f"[{i}/{len(jobs)}] {row['method']} {row['column']} seed {row['seed']}: "
+                  f"{len(row['values'])} queries, {row['wall_s']:.1f}s", flush=True)
+    wanted = [r for r in rows if r["method"] in args.methods and r["seed"] < seeds and r["column"] in args.columns]
+    summary = summarise(wanted, args.csv, args.methods)
+    write_outputs(wanted, summary, args.csv, args.methods, args.out)
+    print(f"\nNB201 search efficiency, median queries over {seeds} seeds (wall {time.perf_counter() - start:.0f}s)")
+    print(f"{'method':<14}{'column':<20}{'top0.1%':>9}{'optimum':>9}{'found':>7}{'s/run':>8}")
+    for s in summary:
+        print(f"{s['method']:<14}{s['column']:<20}{s['median_q_top0.1%']:>9.0f}{s['median_q_optimum']:>9.0f}"
+              f"{s['found_optimum']:>4}/{s['seeds']:<3}{s['mean_wall_s']:>7.1f}")
+    print(f"outputs: {args.out}/nb201_search.png, nb201_search_curves.csv, nb201_search_summary.csv")
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(REPO))
+    main()

@@ -1,0 +1,357 @@
+"""Predictor guidance: wrap a prior's score with ``sum_i w_i(t) grad_x log p_i(y_i | x_t)``.
+
+A guide turns a predictor ``(x [B, N, V], t [B]) -> mean [B] or [B, K]`` into an objective
+``[B]`` whose gradient is added to the score; solvers only ever see the wrapped ``score_fn``.
+``GuidedSampler`` composes any prior with any guides and any solver, after checking that every
+predictor was trained under the prior's SDE and on the prior's space.
+"""
+from __future__ import annotations
+
+import math
+import re
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import torch
+from torch import Tensor
+from torch.nn import functional as F
+
+from nag.diffusion.sde import ScoreFn, assert_same_sde, bcast, build_sde
+from nag.diffusion.solvers import Solver, get_solver
+from nag.errors import ConfigError, IncompatibleComponentsError
+
+Schedule = Callable[[Tensor], Tensor]
+
+# ----- weight schedules: factor in [0, 1] of u = t / T (1 = pure noise) -------------------------
+SCHEDULES: dict[str, Callable[[Tensor], Tensor]] = {
+    "constant": lambda u: torch.ones_like(u),
+    "linear": lambda u: 1.0 - u,  # off at T, full at t = 0: predictors are least informative at T
+    "cosine": lambda u: torch.cos(0.5 * math.pi * u),
+}
+
+_CONSTRAINT = re.compile(r"^\s*(<=|>=)\s*([-+0-9.eE]+)\s*$")
+
+
+def parse_constraint(constraint: str | Sequence[Any] | None) -> tuple[str, float] | None:
+    """``"<=1.0"`` or ``("<=", 1.0)`` -> ``("<=", 1.0)``; ``None`` stays ``None``."""
+    if constraint is None:
+        return None
+    if isinstance(constraint, str):
+        m = _CONSTRAINT.match(constraint)
+        if not m:
+            raise ConfigError(f"cannot read constraint {constraint!r}; write e.g. '<=5.0' or '>=70'")
+        op, value = m.group(1), m.group(2)
+    else:
+        try:
+            op, value = constraint
+        except (TypeError, ValueError):
+            raise ConfigError(f"a constraint is '<=c', '>=c' or a pair (op, c); got {constraint!r}") from None
+    if op not in ("<=", ">="):
+        raise ConfigError(f"constraint operator {op!r} is not supported; use '<=' or '>='")
+    try:
+        return op, float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"constraint bound {value!r} is not a number") from None
+
+
+class BaseGuide(ABC):
+    """Weight ``w(t) = weight * schedule(t / T)`` times the gradient of ``objective``."""
+
+    def __init__(self, weight: float = 1.0, schedule: str | Schedule = "constant") -> None:
+        self.weight = float(weight)
+        if callable(schedule):
+            self._schedule, self.schedule_name = schedule, getattr(schedule, "__name__", "callable")
+        elif schedule in SCHEDULES:
+            self._schedule, self.schedule_name = SCHEDULES[schedule], schedule
+        else:
+            raise ConfigError(f"unknown guidance schedule {schedule!r}; accepted: {sorted(SCHEDULES)} or a callable(t)")
+        self._user_schedule = callable(schedule)
+
+    def weight_at(self, t: Tensor, T: float = 1.0) -> Tensor:
+        """Per-sample weight ``[B]`` at times ``t [B]``. A callable schedule gets ``t`` itself."""
+        w = self._schedule(t) if self._user_schedule else self._schedule(t / T)
+        return self.weight * torch.as_tensor(w, dtype=t.dtype, device=t.device).expand_as(t)
+
+    @abstractmethod
+    def objective(self, x: Tensor, t: Tensor) -> Tensor:
+        """Differentiable ``[B]`` whose ``grad_x`` is this guide's direction (log-probability up to a constant)."""
+
+
+class Guide(BaseGuide):
+    """Guidance by one output of a predictor.
+
+    Args:
+        predictor: ``(x [B, N, V], t [B]) -> mean [B] or [B, K]``, differentiable in ``x``.
+            Optional attributes: ``sde_config``, ``space_name`` (checked by GuidedSampler),
+            ``targets`` (names of the K columns), ``predict(x, t) -> (mean, var)``.
+        weight: guidance scale (the paper uses 1e4 for NB201, with no rescaling).
+        direction: "max" (+mean), "min" (-mean), "target" (``-(mean - target)^2 / 2``), or
+            None for a constraint-only guide.
+        target: the value sought by direction "target".
+        target_index: the column (int, or a name in ``predictor.targets``) of a [B, K] output.
+        schedule: "constant", "linear" (``1 - t/T``), "cosine" (``cos(pi t / 2T)``), or callable(t) -> w.
+        constraint: ``("<=", c)``, ``(">=", c)`` or ``"<=c"``: adds ``-softplus(k (mean - c))`` (for
+            "<="), or, when the predictor has ``predict`` (a variance), ``log P(y <= c)`` under
+            ``N(mean, var)``.
+        sharpness: ``k`` of the softplus penalty, in 1 / (units of the predictor's output).
+    """
+
+    def __init__(
+        self,
+        predictor: Callable[[Tensor, Tensor], Tensor],
+        weight: float = 1.0,
+        direction: str | None = "max",
+        target: float | None = None,
+        target_index: int | str = 0,
+        schedule: str | Schedule = "constant",
+        constraint: str | Sequence[Any] | None = None,
+        sharpness: float = 10.0,
+    ) -> None:
+        super().__init__(weight, schedule)
+        if direction not in ("max", "min", "target", None):
+            raise ConfigError(f"unknown guidance direction {direction!r}; accepted: 'max', 'min', 'target', None")
+        if direction == "target" and target is None:
+            raise ConfigError("direction='target' needs a target value, e.g. Guide(p, direction='target', target=70.0)")
+        self.constraint = parse_constraint(constraint)
+        if direction is None and self.constraint is None:
+            raise ConfigError("a guide needs a direction ('max', 'min', 'target') or a constraint")
+        self.predictor = predictor
+        self.direction = direction
+        self.target = None if target is None else float(target)
+        self.index = self._resolve_index(predictor, target_index)
+        self.sharpness = float(sharpness)
+
+    @staticmethod
+    def _resolve_index(predictor: Any, target_index: int | str) -> int:
+        if isinstance(target_index, str):
+            targets = list(getattr(predictor, "targets", None) or [])
+            if target_index not in targets:
+                raise ConfigError(f"the predictor has no target {target_index!r}; its targets are {targets or 'unnamed'}")
+            return targets.index(target_index)
+        return int(target_index)
+
+    def _column(self, y: Tensor) -> Tensor:
+        if y.dim() == 1:
+            return y
+        if not -y.shape[1] <= self.index < y.shape[1]:
+            raise ConfigError(f"target_index {self.index} is out of range for a predictor with {y.shape[1]} outputs")
+        return y[:, self.index]
+
+    def objective(self, x: Tensor, t: Tensor) -> Tensor:
+        var = None
+        if self.constraint is not None and hasattr(self.predictor, "predict"):
+            mean, var = self.predictor.predict(x, t)  # type: ignore[attr-defined]
+            mean, var = self._column(mean), self._column(var)
+        else:
+            mean = self._column(self.predictor(x, t))
+        if self.direction == "max":
+            obj = mean
+        elif self.direction == "min":
+            obj = -mean
+        elif self.direction == "target":
+            obj = -0.5 * (mean - self.target).pow(2)
+        else:
+            obj = torch.zeros_like(mean)
+        if self.constraint is not None:
+            obj = obj + self._constraint_logp(mean, var)
+        return obj
+
+    def _constraint_logp(self, mean: Tensor, var: Tensor | None) -> Tensor:
+        op, c = self.constraint  # type: ignore[misc]
+        excess = mean - c if op == "<=" else c - mean  # > 0 means violated
+        if var is None:
+            return -F.softplus(self.sharpness * excess)
+        return torch.special.log_ndtr(-excess / var.clamp_min(1e-12).sqrt())
+
+    def __repr__(self) -> str:
+        return (
+            f"Guide(weight={self.weight}, direction={self.direction!r}, target={self.target}, "
+            f"index={self.index}, schedule={self.schedule_name!r}, constraint={self.constraint})"
+        )
+
+
+class DiversityGuide(BaseGuide):
+    """Particle guidance (Corso et al. 2023): repel the samples of one batch from each other.
+
+    Objective of sample i: ``-1/2 sum_{j != i} k(x_i, x_j)`` with an RBF kernel
+    ``k = exp(-||x_i - x_j||^2 / h^2)``; summed over the batch this is the joint potential
+    ``-1/2 sum_{i != j} k``, so each sample is pushed away from its batch mates.
+    ``bandwidth`` h; None uses the median heuristic ``h^2 = median(d^2) / log(B)`` (SVGD) per step.
+    Cost: one ``[B, B]`` Gram matrix, O(B^2 N V).
+    """
+
+    def __init__(self, weight: float = 1.0, bandwidth: float | None = None, schedule: str | Schedule = "constant") -> None:
+        super().__init__(weight, schedule)
+        if bandwidth is not None and bandwidth <= 0:
+            raise ConfigError(f"DiversityGuide bandwidth must be > 0 or None (median heuristic), got {bandwidth}")
+        self.bandwidth = bandwidth
+
+    def objective(self, x: Tensor, t: Tensor) -> Tensor:
+        b = x.shape[0]
+        if b < 2:
+            return x.sum(dim=tuple(range(1, x.dim()))) * 0.0
+        flat = x.flatten(1)
+        sq = flat.pow(2).sum(1)
+        d2 = (sq[:, None] + sq[None, :] - 2.0 * flat @ flat.T).clamp_min(0.0)
+        off = ~torch.eye(b, dtype=torch.bool, device=x.device)
+        if self.bandwidth is None:
+            h2 = d2.detach()[off].median() / math.log(b)
+            h2 = h2.clamp_min(1e-12)
+        else:
+            h2 = self.bandwidth**2
+        k = torch.exp(-d2 / h2) * off
+        return -0.5 * k.sum(1)
+
+    def __repr__(self) -> str:
+        return f"DiversityGuide(weight={self.weight}, bandwidth={self.bandwidth}, schedule={self.schedule_name!r})"
+
+
+def _finite_(g: Tensor) -> Tensor:
+    """Non-finite entries carry no usable direction: zero them (in place)."""
+    return torch.nan_to_num_(g, nan=0.0, posinf=0.0, neginf=0.0)
+
+
+def guided_score_fn(
+    score_fn: ScoreFn,
+    guides: Sequence[BaseGuide],
+    *,
+    max_norm_ratio: float | None = None,
+    T: float = 1.0,
+) -> ScoreFn:
+    """``s(x, t) + sum_i w_i(t) grad_x objective_i(x, t)``, kept finite.
+
+    Each guide's gradient is taken on a detached copy of ``x`` under ``torch.enable_grad()``
+    (the solver runs under no_grad), non-finite entries are zeroed, and with ``max_norm_ratio``
+    the guidance of each sample is rescaled so that ``||guidance|| <= max_norm_ratio * ||score||``.
+    """
+    guides = tuple(guides)
+    if not guides:
+        return score_fn
+    if max_norm_ratio is not None and max_norm_ratio <= 0:
+        raise ConfigError(f"max_norm_ratio must be > 0 or None, got {max_norm_ratio}")
+
+    def fn(x: Tensor, t: Tensor) -> Tensor:
+        score = score_fn(x, t)
+        total = torch.zeros_like(score)
+        for guide in guides:
+            w = guide.weight_at(t, T)
+            if not bool((w != 0).any()):
+                continue
+            with torch.enable_grad():
+                xg = x.detach().clone().requires_grad_(True)
+                obj = guide.objective(xg, t)
+                if not obj.requires_grad:
+                    raise IncompatibleComponentsError(
+                        f"{guide!r}: its objective does not depend differentiably on x (is the predictor run "
+                        "under torch.no_grad() or on detached inputs?). Guidance needs grad_x of the prediction."
+                    )
+                (grad,) = torch.autograd.grad(obj.sum(), xg, allow_unused=True)
+            if grad is None:
+                continue
+            total.add_(_finite_(bcast(w, grad) * grad))
+        _finite_(total)
+        if max_norm_ratio is not None:
+            g_norm = torch.linalg.vector_norm(total.flatten(1), dim=1)
+            s_norm = torch.linalg.vector_norm(torch.nan_to_num(score).flatten(1), dim=1)
+            scale = (max_norm_ratio * s_norm / g_norm.clamp_min(1e-30)).clamp(max=1.0)
+            total.mul_(bcast(scale, total))
+        return score + total
+
+    return fn
+
+
+def _check_compatible(prior: Any, guides: Sequence[BaseGuide]) -> None:
+    prior_sde = build_sde(prior.sde).config()
+    space_name = prior.space.name
+    for i, guide in enumerate(guides):
+        predictor = getattr(guide, "predictor", None)
+        if predictor is None:
+            continue
+        what = f"predictor of guide {i} ({type(predictor).__name__})"
+        sde_config = getattr(predictor, "sde_config", None)
+        if sde_config is not None:
+            assert_same_sde(prior_sde, sde_config, "prior", what)
+        pred_space = getattr(predictor, "space_name", None)
+        if pred_space is not None and pred_space != space_name:
+            raise IncompatibleComponentsError(
+                f"the {what} was trained on space {pred_space!r} but the prior is for space {space_name!r}; "
+                f"use a predictor trained on {space_name!r} architectures"
+            )
+
+
+class GuidedSampler:
+    """Sample architectures from a prior, optionally steered by guides.
+
+    Args:
+        prior: has ``space`` (SearchSpace), ``sde`` (SDE or its config), ``score_fn(x, t)``;
+            optionally ``device``.
+        guides: Guide / DiversityGuide instances.
+        solver: a Solver, a name ("pc", "ode"), a config mapping, or None (paper PC: 1000 steps).
+        batch_size: samples per solver call.
+        max_norm_ratio: optional per-sample cap on ``||guidance|| / ||score||``.
+        progress: tqdm bar over each batch's steps.
+
+    Raises IncompatibleComponentsError when a guide's predictor records another SDE or space.
+    """
+
+    def __init__(
+        self,
+        prior: Any,
+        guides: Sequence[BaseGuide] = (),
+        solver: Solver | str | Mapping[str, Any] | None = None,
+        batch_size: int = 256,
+        max_norm_ratio: float | None = None,
+        progress: bool = False,
+    ) -> None:
+        if batch_size < 1:
+            raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
+        self.prior = prior
+        self.guides = tuple(guides)
+        self.solver = get_solver(solver if solver is not None else "pc")
+        self.batch_size = int(batch_size)
+        self.max_norm_ratio = max_norm_ratio
+        self.progress = progress
+        self.sde = build_sde(prior.sde)
+        _check_compatible(prior, self.guides)
+
+    def score_fn(self) -> ScoreFn:
+        """The prior's score plus every guide's term."""
+        return guided_score_fn(self.prior.score_fn, self.guides, max_norm_ratio=self.max_norm_ratio, T=self.sde.T)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        space = self.prior.space
+        return (space.num_nodes, space.num_ops)
+
+    def sample_tensor(self, n: int, seed: int = 0, batch_size: int | None = None) -> Tensor:
+        """``n`` raw samples ``[n, N, V]`` in the [-1, 1] scale (before decoding), on the CPU."""
+        bs = int(batch_size or self.batch_size)
+        device = torch.device(getattr(self.prior, "device", "cpu"))
+        gen = torch.Generator(device=device).manual_seed(int(seed))
+        score = self.score_fn()
+        out = []
+        for start in range(0, n, bs):
+            b = min(bs, n - start)
+            x = self.solver.sample(score, self.sde, (b, *self.shape), gen, progress=self.progress, device=device)
+            out.append(x.cpu())
+        return torch.cat(out) if out else torch.zeros(0, *self.shape)
+
+    def sample(self, n: int, seed: int = 0, batch_size: int | None = None) -> list[Any]:
+        """``n`` architectures decoded by ``prior.space.decode`` (masked argmax: always valid)."""
+        x = self.sample_tensor(n, seed, batch_size)
+        return self.prior.space.decode(x) if n else []
+
+    def __repr__(self) -> str:
+        return f"GuidedSampler(space={self.prior.space.name!r}, solver={self.solver!r}, guides={list(self.guides)})"
+
+
+__all__ = [
+    "SCHEDULES",
+    "BaseGuide",
+    "DiversityGuide",
+    "Guide",
+    "GuidedSampler",
+    "guided_score_fn",
+    "parse_constraint",
+]
