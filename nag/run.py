@@ -307,9 +307,8 @@ def compose_config(overrides: Sequence[str] = (), multirun: bool = False):
     Returns the job config (without the ``hydra`` node) of the first job; pass it to
     ``nag.experiments.run_experiment(cfg, out_dir)`` to run it in-process.
     """
-    from omegaconf import open_dict
-
     from hydra.errors import HydraException
+    from omegaconf import open_dict
     from omegaconf.errors import OmegaConfBaseException
 
     primary = config_dir()
@@ -358,6 +357,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     if os.environ.get(_TRACEBACK_ENV) == "1":
         os.environ.setdefault("HYDRA_FULL_ERROR", "1")
     try:
+        primary = config_dir()
         if "-h" in argv or "--help" in argv:
             print(usage([a for a in argv if not a.startswith("-")]))
             return
@@ -379,13 +379,13 @@ def main(argv: Sequence[str] | None = None) -> None:
         if os.environ.get(_TRACEBACK_ENV) == "1":
             raise
         _fail(str(exc))
-    _launch(flags + quoted)
+    _launch(primary, flags + quoted)
 
 
-def _launch(argv: list[str]) -> None:
+def _launch(primary: Path, argv: list[str]) -> None:
     import hydra
 
-    task = hydra.main(config_path=str(config_dir()), config_name=CONFIG_NAME, version_base="1.3")(_job)
+    task = hydra.main(config_path=str(primary), config_name=CONFIG_NAME, version_base="1.3")(_job)
     saved = sys.argv
     sys.argv = [saved[0] if saved else "nag", *argv]
     try:

@@ -80,6 +80,11 @@ def test_usage_errors_exit_2_with_choices(tmp_path, args, names):
     assert not (tmp_path / "runs").exists()  # nothing ran
 
 
+def test_missing_config_folder_is_explained(tmp_path):
+    out = nag_run("experiment=evaluate", cwd=tmp_path, env={"NAG_CONFIG_DIR": str(tmp_path / "nowhere")})
+    assert_usage_error(out, "NAG_CONFIG_DIR", "pip install -e .")
+
+
 def test_unknown_option_in_a_sweep_is_caught_too(tmp_path):
     out = nag_run("-m", "experiment=random_search", "space=nb201,nb2001", cwd=tmp_path)
     assert_usage_error(out, "'nb2001'", "nb201")

@@ -16,6 +16,7 @@ import pytest
 import yaml
 from omegaconf import OmegaConf
 
+from nag.errors import MissingDataError
 from nag.experiments import list_experiments, run_experiment
 from nag.run import compose_config
 
@@ -57,7 +58,10 @@ def test_experiment_fast_run(path, tmp_path):
     if runner not in list_experiments():
         pytest.skip(f"experiment {runner!r} has a config but no module yet")
     cfg = compose_config([f"experiment={path.stem}", *cfg.smoke_overrides])
-    results = run_experiment(cfg, out_dir=tmp_path)
+    try:
+        results = run_experiment(cfg, out_dir=tmp_path)
+    except MissingDataError as exc:  # e.g. a benchmark table or shipped prior that is not here
+        pytest.skip(f"experiment {runner!r} needs data that is absent: {exc}")
     assert results and all(isinstance(v, (int, float, str, bool)) or v is None for v in results.values())
     assert json.loads((tmp_path / "results.json").read_text()) == results
     assert OmegaConf.load(tmp_path / "config.yaml").name == path.stem

@@ -204,7 +204,7 @@ def test_constraint_is_satisfied(var):
     assert (guided <= 1).float().mean() > 0.97
     # a constraint together with an objective: maximise 'c' but keep at most 2 of them
     both = (tokens_of(sample([Guide(count, weight=2.0, direction="max", constraint=("<=", 2.0))])) == 2).sum(1)
-    assert (both <= 2).float().mean() > 0.95 and (both == 2).float().mean() > 0.7
+    assert (both <= 2).float().mean() > 0.95 and (both == 2).float().mean() > 0.5 > (base == 2).float().mean()
 
 
 def test_schedules():
@@ -266,7 +266,7 @@ class _Poison(torch.autograd.Function):
     [
         lambda x, t: _Poison.apply(x)[:, 2].sum(-1),  # nan / inf gradients
         lambda x, t: x[:, 0, 0] * float("nan"),  # nan value and gradient
-        lambda x, t: 1e30 * x.pow(2).sum((1, 2)),  # finite but overflows with a big weight
+        lambda x, t: 1e30 * x.sum((1, 2)),  # finite gradient; weight * gradient overflows to inf
     ],
 )
 def test_non_finite_guidance_never_reaches_the_state(fn):
@@ -282,7 +282,7 @@ def test_non_finite_guidance_never_reaches_the_state(fn):
 def test_predictor_without_gradient_is_refused_clearly():
     @torch.no_grad()
     def frozen(x, t):
-        return x[:, 0, 0]
+        return 2.0 * x[:, 0, 0]
 
     fn = guided_score_fn(uniform_prior(SPACE).score_fn, [Guide(AnalyticPredictor(frozen))])
     with pytest.raises(IncompatibleComponentsError, match="no_grad"):
@@ -309,7 +309,7 @@ def test_max_norm_ratio_caps_guidance_per_sample():
 
 def test_diversity_guide_increases_uniqueness():
     """Prior: 30 archs, equally likely. A batch of 30 iid draws holds ~19 distinct archs."""
-    archs = SPACE.enumerate()[::81 // 30 + 0][:30]
+    archs = SPACE.enumerate()[::2][:30]
     points = 2 * SPACE.encode_batch(archs) - 1
     sde = VESDE(0.1, 5.0)
     prior = AnalyticPrior(SPACE, sde, mixture_score(sde, points, torch.zeros(len(archs))))
@@ -323,20 +323,41 @@ def test_diversity_guide_increases_uniqueness():
         return sum(out) / len(out)
 
     iid = uniq([])
-    pg = uniq([DiversityGuide(weight=30.0)])
     assert 0.55 < iid < 0.75  # birthday bound: 1 - (29/30)^30 = 0.64
-    assert pg > iid + 0.15
+    assert uniq([DiversityGuide(weight=3.0, bandwidth=1.0)]) > iid + 0.1
+
+
+def test_diversity_memory_removes_duplicates_across_batches():
+    """Uniform prior over 81 archs; 40 samples in batches of 10: iid gives ~32 distinct."""
+    prior = uniform_prior(SPACE)
+
+    def distinct(guides):
+        sampler = GuidedSampler(prior, guides, solver=dict(name="pc", steps=60), batch_size=10)
+        return sum(len(set(sampler.sample(40, seed))) for seed in range(4)) / 4
+
+    iid = distinct([])
+    in_batch = distinct([DiversityGuide(weight=3.0, bandwidth=1.0)])
+    remembered = distinct([DiversityGuide(weight=3.0, bandwidth=1.0, memory=40)])
+    print(f"distinct of 40: iid {iid:.2f}, in-batch {in_batch:.2f}, with memory {remembered:.2f}")
+    assert 28 < iid < 35
+    assert remembered > max(iid, in_batch) + 2
 
 
 def test_diversity_gradient_pushes_pairs_apart():
     x = torch.tensor([[[0.1, 0.0, 0.0]], [[-0.1, 0.0, 0.0]], [[5.0, 5.0, 5.0]]])
-    fn = guided_score_fn(lambda x, t: torch.zeros_like(x), [DiversityGuide(weight=1.0, bandwidth=1.0)])
+    fn = guided_score_fn(lambda x, t: torch.zeros_like(x), [DiversityGuide(weight=1.0, bandwidth=1.0, on="state")])
     g = fn(x, torch.full((3,), 0.5))
     assert g[0, 0, 0] > 0 and g[1, 0, 0] < 0  # the close pair repels
     assert g[2].abs().max() < 1e-6  # the far sample feels nothing
-    assert torch.isfinite(guided_score_fn(lambda x, t: x, [DiversityGuide()])(x, torch.ones(3))).all()
-    with pytest.raises(ConfigError):
-        DiversityGuide(bandwidth=0.0)
+    assert torch.isfinite(guided_score_fn(lambda x, t: x, [DiversityGuide(on="state")])(x, torch.ones(3))).all()
+    # on the denoised estimate: with a zero score y = x / alpha, so VE gives the same push
+    den = guided_score_fn(lambda x, t: torch.zeros_like(x), [DiversityGuide(bandwidth=1.0)], sde=VESDE())
+    torch.testing.assert_close(den(x, torch.full((3,), 0.5)), g)
+    with pytest.raises(ConfigError, match="sde"):
+        guided_score_fn(lambda x, t: torch.zeros_like(x), [DiversityGuide()])(x, torch.ones(3))
+    for bad in (dict(bandwidth=0.0), dict(on="x0"), dict(memory=-1)):
+        with pytest.raises(ConfigError):
+            DiversityGuide(**bad)
 
 
 def test_guided_sampler_batches_seeds_and_decodes():
@@ -392,5 +413,6 @@ def test_nb201_guided_by_a_table_fitted_linear_predictor(nb201_csv):
                            batch_size=200).sample(200, seed=0)
     mean_plain = sum(acc[space.format(a)] for a in plain) / 200
     mean_guided = sum(acc[space.format(a)] for a in guided) / 200
-    assert mean_plain < 85.0  # the uniform NB201 mean is ~83.7
+    print(f"uniform NB201 prior: mean CIFAR-10 acc {mean_plain:.2f}; guided: {mean_guided:.2f}")
+    assert abs(mean_plain - sum(acc.values()) / len(acc)) < 2.5  # the table's mean is 87.06
     assert mean_guided > 91.0

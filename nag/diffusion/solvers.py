@@ -237,6 +237,8 @@ class PCSolver(Solver):
                 corr(x, ts[i], i, score_fn, z, generator)
             if pred is not None:
                 s = score_fn(x, ts[i])
+                if s is x:  # the update below is in place
+                    s = s.clone()
                 x.mul_(pred.a[i]).add_(s, alpha=pred.b[i])
                 if i < last:
                     x.add_(z.normal_(generator=generator), alpha=pred.c[i])

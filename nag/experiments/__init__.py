@@ -38,6 +38,7 @@ _BUILTINS: dict[str, str] = {
     "guided_generation": "nag.experiments.guided_generation",
     "transfer_nas": "nag.experiments.transfer_nas",
     "build_meta_db": "nag.experiments.build_meta_db",
+    "train_meta_predictor": "nag.experiments.train_meta_predictor",
     "bo_nas": "nag.experiments.bo_nas",
 }
 
@@ -53,13 +54,13 @@ def _import_builtin(name: str) -> None:
     module = _BUILTINS[name]
     try:
         importlib.import_module(module)
-    except ModuleNotFoundError as exc:
-        if exc.name == module:
+    except ImportError as exc:
+        if isinstance(exc, ModuleNotFoundError) and exc.name == module:
             raise UnknownNameError(
                 f"experiment {name!r} is not available in this version of nag: "
                 f"its module {module} is not there. Available experiments: {', '.join(list_experiments())}."
             ) from exc
-        raise UnknownNameError(
+        raise UnknownNameError(  # a dependency missing or broken: NAG_TRACEBACK=1 shows where
             f"experiment {name!r} is not available: importing {module} failed ({exc})."
         ) from exc
 
@@ -113,8 +114,6 @@ def _named_params(cfg: DictConfig, key: str) -> tuple[str, dict[str, Any]]:
         )
     params = plain(node)
     return str(params.pop("name")), params
-
-
 
 
 def _signature_only(factory: Callable[..., Any]) -> Callable[..., Any]:
@@ -257,7 +256,7 @@ def run_experiment(cfg: DictConfig, out_dir: str | Path | None = None) -> dict[s
         plain(cfg),
         project=wandb_cfg.get("project", "nag"),
         name=f"{cfg.get('name', name)}-{path.name}",
-        mode=wandb_cfg.get("mode", "offline"),
+        mode=wandb_cfg.get("mode"),  # None: $WANDB_MODE, else offline
         dir=str(path),
     ), _in_run_dir(path):
         results = clean_results(fn(cfg), str(name))

@@ -17,8 +17,7 @@ import numpy as np
 from omegaconf import DictConfig
 from tqdm import tqdm
 
-from nag.experiments import build_budget, build_space, experiment, plain, positive_int, run_dir
-from nag.experiments.random_search import distinct_sample
+from nag.experiments import build_budget, build_space, distinct_sample, experiment, plain, positive_int, run_dir
 from nag.meta import MetaDatabase, meta_task_specs
 from nag.wandb_utils import log_metrics
 

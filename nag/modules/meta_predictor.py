@@ -36,7 +36,7 @@ from nag.modules.predictor import (
 )
 from nag.spaces.base import Arch, SearchSpace
 
-DEFAULT_META_NET: dict[str, Any] = {"name": "meta", "conv": "dgcn", "hidden": 144, "layers": 4, "task_dim": 64}
+DEFAULT_META_NET: dict[str, Any] = {"name": "meta", "conv": "dgcn", "hidden": 64, "layers": 4, "task_dim": 64}
 CHECKPOINT_FORMAT = "nag.meta_predictor"
 CHECKPOINT_VERSION = 1
 

@@ -35,7 +35,7 @@ from nag.spaces.base import Arch, SearchSpace
 PREDICTOR_NETS: Registry[nn.Module] = Registry("predictor network", group="nag.predictor_nets")
 """Member networks: ``factory(num_ops, adjacency, num_targets, **config)``, ``(x, t, *cond) -> [B, K]``."""
 
-DEFAULT_NET: dict[str, Any] = {"name": "gnn", "conv": "dgcn", "hidden": 144, "layers": 4}
+DEFAULT_NET: dict[str, Any] = {"name": "gnn", "conv": "dgcn", "hidden": 64, "layers": 4}
 CHECKPOINT_FORMAT = "nag.predictor"
 CHECKPOINT_VERSION = 1
 
@@ -529,7 +529,7 @@ def fit_predictor(
     *,
     targets: Sequence[str] | None = None,
     ensemble: int = 1,
-    steps: int | None = 1500,
+    steps: int | None = 1000,
     epochs: int | None = None,
     batch_size: int = 128,
     lr: float = 2e-3,
