@@ -50,7 +50,7 @@ def test_uniqueness_iso_counts_isomorphism_classes(nb201):
     assert len(classes) == 6466  # the published number of NB201 isomorphism classes
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=15, deadline=None)
 @given(seed=st.integers(0, 10_000), n=st.integers(1, 60))
 def test_metric_properties(seed, n):
     space = get_space("nb201")

@@ -155,14 +155,17 @@ def _nb201_table(nb201_csv, space):
 
 
 def test_quick_fit_ranks_held_out_archs(space, nb201_csv):
-    """300 training archs, a short noise-aware fit: Spearman > 0.7 on 1000 held-out archs."""
+    """500 training archs, a short noise-aware fit (tiny net): Spearman > 0.7 on 1000 held-out archs.
+
+    (Measured at this seed: 0.80 accuracy / 0.99 params clean, 0.79 accuracy at t = 0.1.)
+    """
     table = _nb201_table(nb201_csv, space)
     archs = table.archs
     order = np.random.default_rng(0).permutation(len(archs))
-    train, test = order[:300], order[300:1300]
+    train, test = order[:500], order[500:1500]
     targets = ["cifar10_test_acc", "params_M_cifar10"]
     y = {k: table.values(k)[train] for k in targets}
-    pred = fit_predictor(space, [archs[i] for i in train], y, VE, steps=250, seed=0, net_config=SMALL_NET)
+    pred = fit_predictor(space, [archs[i] for i in train], y, VE, steps=300, lr=3e-3, seed=0, net_config=SMALL_NET)
     assert pred.targets == sorted(targets)
     test_archs = [archs[i] for i in test]
     mean, _ = pred.predict_archs(test_archs)

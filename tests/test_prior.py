@@ -63,6 +63,20 @@ class HugeChainSpace(ChainSpace):
     def size(self):
         return None
 
+    def enumerate(self):
+        return SearchSpace.enumerate(self)
+
+
+class UnlistedChainSpace(ChainSpace):
+    """Knows its (huge) size but cannot enumerate, like mbv3."""
+
+    @property
+    def size(self):
+        return 10**30
+
+    def enumerate(self):
+        return SearchSpace.enumerate(self)
+
 
 def make_prior(space=None, sde=None, seed=0) -> Prior:
     space = space or ChainSpace()
@@ -208,3 +222,6 @@ def test_huge_space_needs_n_samples():
     assert ArchDataModule.from_split_info(HugeChainSpace(), dm.split_info()).train_archs == dm.train_archs
     with pytest.raises(ConfigError):
         ArchDataModule(ChainSpace(), split_ratio=0.0)
+    with pytest.raises(ConfigError, match="n_samples"):
+        ArchDataModule(UnlistedChainSpace()).train_archs
+    assert len(ArchDataModule(UnlistedChainSpace(), n_samples=5).train_archs) == 5

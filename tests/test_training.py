@@ -59,7 +59,7 @@ def test_budget_refuses_bad_values(bad) -> None:
 
 # ----- training -------------------------------------------------------------------------------
 def test_real_training_learns_digits(digits: Task) -> None:
-    result = train_eval_model(small_cnn, digits, TrainBudget(epochs=10), seed=0, num_threads=1)
+    result = train_eval_model(small_cnn, digits, TrainBudget(epochs=10, lr=0.1), seed=0, num_threads=1)
     assert set(result) == KEYS
     assert result["test_acc"] > 85 and result["val_acc"] > 85  # chance is 10%
     assert result["epochs"] == 10 and result["steps"] == 10 * 9  # 1078 images / 128 per batch

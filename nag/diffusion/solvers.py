@@ -6,8 +6,8 @@ guidance: a guided sampler simply passes a wrapped ``score_fn``.
 
 All nag SDEs are linear (``dx = f(t) x dt + g(t) dW``), so every step here is
 ``x <- a_i x + b_i score(x, t_i) [+ c_i z]`` with per-step scalars precomputed once per
-(solver, SDE) from the time grid; the loop does a few in-place ops and no allocations besides
-what the score function returns.
+(solver, SDE) from the time grid; the loop does a few in-place ops (the noise is drawn into one
+reused buffer) and allocates little besides what the score function returns.
 """
 from __future__ import annotations
 
@@ -48,8 +48,6 @@ def _grid(sde: SDE, steps: int) -> tuple[Tensor, Tensor]:
 
 
 # ----- predictor and corrector steps (small registries, score_sde style) ----------------------
-PredictorCoeffs = Callable[[SDE, Tensor, Tensor], "StepCoeffs | None"]
-
 PC_PREDICTORS: Registry[Any] = Registry("pc predictor", group="nag.pc_predictors")
 PC_CORRECTORS: Registry[Any] = Registry("pc corrector", group="nag.pc_correctors")
 

@@ -37,9 +37,10 @@ def fit_from_db(cfg: DictConfig, space, sde_config, rows, features, seed: int):
     from nag.modules.meta_predictor import fit_meta_predictor
 
     fit = plain(cfg.meta_predictor)
+    metric = fit.pop("metric")
     return fit_meta_predictor(
         space,
-        [{"task": r["task"], "arch": space.parse(r["arch"]), "accuracy": r[fit.pop("metric")]} for r in rows],
+        [{"task": r["task"], "arch": space.parse(r["arch"]), "accuracy": r[metric]} for r in rows],
         features,
         sde_config,
         seed=seed,

@@ -8,6 +8,7 @@ the prior nag ships for the space (``nag/assets/priors/<space>.pt``).
 from __future__ import annotations
 
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -69,7 +70,9 @@ def train_prior(cfg: DictConfig) -> dict[str, Any]:
 
     last = out / "last.ckpt"
     start = time.perf_counter()
-    _trainer(cfg, out).fit(module, datamodule=data, ckpt_path=str(last) if last.is_file() else None)
+    with warnings.catch_warnings():  # the EMA copy is in eval mode on purpose
+        warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode")
+        _trainer(cfg, out).fit(module, datamodule=data, ckpt_path=str(last) if last.is_file() else None)
     train_s = time.perf_counter() - start
 
     prior = Prior(space, module.sde, module.ema, plain(cfg.net), data.split_info())

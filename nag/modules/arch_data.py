@@ -17,7 +17,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import BatchSampler, DataLoader, RandomSampler, TensorDataset
 
-from nag.errors import ConfigError
+from nag.errors import ConfigError, NotFiniteSpaceError
 from nag.spaces.base import Arch, SearchSpace
 
 
@@ -51,16 +51,19 @@ class ArchDataModule(L.LightningDataModule):
             raise ConfigError(f"split_ratio must be in (0, 1], got {split_ratio}")
         if n_samples is not None and n_samples < 1:
             raise ConfigError(f"n_samples must be a positive int or null, got {n_samples}")
-        if space.size is None and n_samples is None:
-            raise ConfigError(
-                f"space {space.name!r} cannot be enumerated; set n_samples (e.g. data.n_samples=500000) "
-                "to train on that many sampled architectures"
-            )
         self.space = space
         self.split_ratio = float(split_ratio)
         self.batch_size = int(batch_size)
         self.seed = int(seed)
         self.n_samples = None if n_samples is None else int(n_samples)
+        if space.size is None and n_samples is None:
+            raise ConfigError(self._needs_n_samples())
+
+    def _needs_n_samples(self) -> str:
+        return (
+            f"space {self.space.name!r} cannot be enumerated; set n_samples (e.g. data.n_samples=500000) "
+            "to train on that many sampled architectures"
+        )
 
     @classmethod
     def from_split_info(cls, space: SearchSpace, info: Mapping[str, Any], batch_size: int = 256) -> ArchDataModule:
@@ -79,9 +82,12 @@ class ArchDataModule(L.LightningDataModule):
 
     @cached_property
     def _split(self) -> tuple[list[Arch], list[Arch]]:
-        if self.space.size is None:  # huge space: sampled training archs, nothing held out
+        try:
+            archs = self.space.enumerate()
+        except NotFiniteSpaceError:  # huge space: sampled training archs, nothing held out
+            if self.n_samples is None:
+                raise ConfigError(self._needs_n_samples()) from None
             return self.space.sample(self.n_samples, np.random.default_rng(self.seed)), []
-        archs = self.space.enumerate()
         order = np.random.default_rng(self.seed).permutation(len(archs))
         n_train = int(round(self.split_ratio * len(archs)))
         train = [archs[i] for i in order[:n_train]]

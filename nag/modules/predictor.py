@@ -14,7 +14,9 @@ own noise draws) gives a mean and an (epistemic) variance across members; M = 1 
 """
 from __future__ import annotations
 
+import contextlib
 import inspect
+import logging
 import math
 import os
 import tempfile
@@ -421,7 +423,7 @@ def read_checkpoint(path: str | os.PathLike, fmt: str) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise MissingDataError(f"no checkpoint at {path}")
-    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)  # plain dicts, lists and tensors
     if not isinstance(ckpt, dict) or ckpt.get("format") != fmt:
         found = ckpt.get("format") if isinstance(ckpt, dict) else type(ckpt).__name__
         raise CheckpointMismatchError(f"{path} is not a {fmt} checkpoint (found format {found!r})")
@@ -490,6 +492,22 @@ def target_stats(y: Tensor) -> tuple[Tensor, Tensor]:
     return mean, var.sqrt().clamp_min(1e-6)
 
 
+@contextlib.contextmanager
+def _quiet_lightning(quiet: bool) -> Iterator[None]:
+    """Mute Lightning's per-fit banner (GPU/TPU availability, tips): BO loops refit every round."""
+    names = ("lightning.pytorch.utilities.rank_zero", "lightning.pytorch.accelerators.cuda")
+    loggers = [logging.getLogger(n) for n in names]
+    levels = [lg.level for lg in loggers]
+    if quiet:
+        for lg in loggers:
+            lg.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        for lg, level in zip(loggers, levels):
+            lg.setLevel(level)
+
+
 def train_module(
     module: L.LightningModule,
     batches: TensorBatches,
@@ -503,7 +521,7 @@ def train_module(
 
     The caller's global RNG state is restored afterwards.
     """
-    with torch.random.fork_rng(devices=[]):
+    with torch.random.fork_rng(devices=[]), _quiet_lightning(not progress):
         torch.manual_seed(seed)
         trainer = L.Trainer(
             max_steps=steps,

@@ -24,7 +24,7 @@ from nag.errors import ConfigError
 from nag.registry import Registry
 from nag.search.acquisition import get_acquisition
 from nag.search.loop import SEARCHERS, SearchContext, Searcher
-from nag.search.surrogate import DEFAULT_SDE, SURROGATES, fit_surrogate, predict_mean_std
+from nag.search.surrogate import DEFAULT_SDE, SURROGATES, fit_surrogate, predict_mean_std, torch_threads
 from nag.spaces.base import Arch, SearchSpace
 
 
@@ -135,6 +135,35 @@ class AcquisitionObjective:
         return obj / self.scale
 
 
+class IncumbentMixture:
+    """Trust region as a guide: the log-density, at noise level t, of a Gaussian mixture around
+    the best evaluated archs. x: [B, N, V], t: [B] -> [B].
+
+    Component j sits at ``alpha(t) * c_j`` (c_j = the state of the j-th best arch) with variance
+    ``std(t)^2 + r^2`` per entry, ``r^2 = 8 * radius`` (one changed node moves a state by a
+    squared distance of 8), and weight ``softmax(z_j / temperature)`` of the standardised
+    values ``z_j``. Added to the surrogate guide, samples come from ``prior * mixture *
+    exp(w * objective)``: high predicted value, within a few edits of the best archs, where the
+    surrogate is trustworthy.
+    """
+
+    def __init__(self, sde: Any, centres: Any, values: np.ndarray, radius: float = 1.0, temperature: float = 1.0):
+        import torch
+
+        self.sde = sde
+        self.sde_config = sde.config()
+        self.centres = centres  # [K, N, V]
+        z = (values - values.mean()) / max(float(values.std()), 1e-8)
+        self.log_w = torch.log_softmax(torch.as_tensor(z / temperature, dtype=torch.float32), 0)  # [K]
+        self.r2 = 8.0 * float(radius)
+
+    def __call__(self, x: Any, t: Any) -> Any:
+        alpha, std = self.sde.marginal_coeffs(t)  # [B]
+        var = (std.pow(2) + self.r2).view(-1, 1)  # [B, 1]
+        d2 = (x.unsqueeze(1) - alpha.view(-1, 1, 1, 1) * self.centres.unsqueeze(0)).pow(2).flatten(2).sum(-1)  # [B, K]
+        return (self.log_w - d2 / (2 * var)).logsumexp(dim=1)
+
+
 @POOL_OPTIMIZERS.register("diffusion")
 class DiffusionPool(PoolOptimizer):
     """DiffusionNAG as the acquisition optimiser: the pool is sampled from a trained prior guided
@@ -152,6 +181,8 @@ class DiffusionPool(PoolOptimizer):
         kappa: exploration bonus of the guidance objective (UCB), in ensemble stds.
         schedule: guidance weight schedule ("constant", "linear", "cosine").
         solver: solver name or config (default: PC with ``steps`` steps).
+        trust_top, trust_radius, trust_weight: an ``IncumbentMixture`` guide around the
+            ``trust_top`` best archs (0 = none), radius in changed nodes, and its weight.
     """
 
     name = "diffusion"
@@ -168,10 +199,14 @@ class DiffusionPool(PoolOptimizer):
         solver: Any = None,
         steps: int = 100,
         batch_size: int = 256,
+        trust_top: int = 0,
+        trust_radius: float = 1.0,
+        trust_weight: float = 1.0,
         by_canonical: bool = True,
     ) -> None:
         super().__init__(space, pool_size, by_canonical)
         self._prior = prior
+        self.trust_top, self.trust_radius, self.trust_weight = trust_top, trust_radius, trust_weight
         self.n_samples = n_samples
         self.weight = float(weight)
         self.kappa = float(kappa)
@@ -202,6 +237,14 @@ class DiffusionPool(PoolOptimizer):
             scale = float(np.std([q.value for q in ctx.history])) or 1.0
             objective = AcquisitionObjective(surrogate, self.kappa, scale)
             guides.append(Guide(objective, weight=self.weight, direction="max", schedule=self.schedule))
+        if self.trust_top and self.trust_weight:
+            from nag.diffusion.sde import build_sde
+            from nag.modules.arch_data import to_state
+
+            top = sorted(ctx.history, key=lambda q: -q.value)[: self.trust_top]
+            mixture = IncumbentMixture(build_sde(self.prior.sde), to_state(self.space, [q.arch for q in top]),
+                                       np.array([q.value for q in top]), self.trust_radius)
+            guides.append(Guide(mixture, weight=self.trust_weight, direction="max"))
         sampler = GuidedSampler(self.prior, guides, solver=self.solver, batch_size=self.batch_size)
         archs = sampler.sample(self.n_samples, seed=ctx.torch_seed())
         return ctx.fresh(archs, self.by_canonical)[: self.pool_size]
@@ -229,6 +272,7 @@ class BayesOpt(Searcher):
         q: archs evaluated per round.
         surrogate: name in ``SURROGATES`` ("fast" ensemble MLP, or "predictor" = fit_predictor);
             ``surrogate_params`` go to it (``ensemble`` = members M).
+        threads: torch intra-op threads during a round (1: tiny tensors; None: unchanged).
     """
 
     name = "bo"
@@ -244,6 +288,7 @@ class BayesOpt(Searcher):
         optimizer_params: dict[str, Any] | None = None,
         surrogate: str = "fast",
         surrogate_params: dict[str, Any] | None = None,
+        threads: int | None = 1,
     ) -> None:
         super().__init__(space)
         if n_init < 1 or q < 1:
@@ -255,6 +300,7 @@ class BayesOpt(Searcher):
         self.q = q
         self.surrogate = surrogate
         self.surrogate_params = dict(surrogate_params or {})
+        self.threads = threads
         SURROGATES.get(surrogate)  # an unknown name fails now, not after n_init queries
 
     def fit_surrogate(self, ctx: SearchContext) -> Any:
@@ -269,9 +315,10 @@ class BayesOpt(Searcher):
             for arch in ctx.sample_unseen(1):
                 ctx.query(arch)
             return
-        surrogate = self.fit_surrogate(ctx)
-        pool = self.optimizer.propose(ctx, surrogate) or ctx.sample_unseen(1)
-        mean, std = predict_mean_std(surrogate, pool)
+        with torch_threads(self.threads):
+            surrogate = self.fit_surrogate(ctx)
+            pool = self.optimizer.propose(ctx, surrogate) or ctx.sample_unseen(1)
+            mean, std = predict_mean_std(surrogate, pool)
         scores = self.acquisition(mean, std, ctx.best().value, rng=ctx.rng)
         for i in np.argsort(-scores, kind="stable")[: min(self.q, ctx.remaining)]:
             ctx.query(pool[int(i)])

@@ -15,7 +15,8 @@ and ``sde_config``/``targets``/``space_name`` (guidance refuses a prior with ano
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import Any, Callable
 
 import numpy as np
@@ -27,6 +28,24 @@ from nag.registry import Registry
 from nag.spaces.base import Arch, SearchSpace
 
 DEFAULT_SDE: dict[str, Any] = {"name": "ve", "sigma_min": 0.1, "sigma_max": 5.0}
+
+
+@contextmanager
+def torch_threads(n: int | None) -> Iterator[None]:
+    """Run the block with ``n`` intra-op threads (None: leave as is), then restore.
+
+    BO's tensors are tiny: extra threads only add synchronisation, which on a busy machine
+    makes a surrogate fit several times slower.
+    """
+    if n is None:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 TARGET = "objective"
 TIME_FEATURES = 8
 

@@ -1,0 +1,79 @@
+"""train_prior and generate experiments end to end (tiny), resuming, and the shipped NB201 prior."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from nag.diffusion.prior import default_prior_path, load_prior, read_prior_checkpoint
+from nag.errors import MissingDataError
+from nag.experiments import run_experiment
+from nag.modules.arch_data import ArchDataModule
+from nag.run import compose_config
+from nag.spaces import get_space
+
+TINY_NET = ["net.d_model=16", "net.n_layers=1", "net.n_heads=2", "net.d_ff=16"]
+TINY_TRAIN = ["train.ckpt_every=1", "data.n_samples=64", "data.batch_size=16", *TINY_NET]
+TINY_SAMPLE = ["n=12", "batch_size=6", "solver.steps=2"]
+
+
+def train(tmp_path, steps: int, *extra: str) -> dict:
+    cfg = compose_config(["experiment=train_prior", f"train.max_steps={steps}", *TINY_TRAIN, *TINY_SAMPLE, *extra])
+    return run_experiment(cfg, out_dir=tmp_path)
+
+
+def test_train_then_generate(tmp_path):
+    res = train(tmp_path / "train", 3)
+    for key in ("train_loss", "validity", "uniqueness", "novelty", "op_kl", "wall_s", "n_params", "validity_threshold"):
+        assert key in res, key
+    assert res["steps"] == 3 and res["validity"] == 1.0 and res["n_train"] == 64
+    prior_path = tmp_path / "train" / "prior.pt"
+    ckpt = read_prior_checkpoint(prior_path)
+    assert ckpt["split"]["n_samples"] == 64 and ckpt["space"]["name"] == "nb201"
+    assert set(ckpt["state_dict"]) == set(load_prior(prior_path).net.state_dict())  # EMA weights only
+
+    cfg = compose_config(["experiment=generate", f"prior.path={prior_path}", *TINY_SAMPLE])
+    out = run_experiment(cfg, out_dir=tmp_path / "gen")
+    for key in ("validity", "uniqueness", "novelty", "op_kl", "archs_per_s", "wall_s", "n"):
+        assert key in out, key
+    assert out["n"] == 12 and out["validity"] == 1.0
+    space = get_space("nb201")
+    lines = (tmp_path / "gen" / "archs.txt").read_text().splitlines()
+    assert len(lines) == 12 and all(space.is_valid(space.parse(line)) for line in lines)
+    train_set = set(ArchDataModule(space, 0.5, seed=0, n_samples=64).train_archs)  # rebuilt, not stored
+    distinct = {space.parse(line) for line in lines}
+    assert out["novelty"] == pytest.approx(sum(a not in train_set for a in distinct) / len(distinct))
+
+
+def test_train_prior_resumes_from_last_ckpt(tmp_path):
+    train(tmp_path, 2)
+    assert (tmp_path / "last.ckpt").is_file()
+    state = torch.load(tmp_path / "last.ckpt", weights_only=False)
+    assert state["global_step"] == 2
+    res = train(tmp_path, 4)  # same run folder: continues from step 2
+    assert res["steps"] == 4
+    assert json.loads((tmp_path / "results.json").read_text())["steps"] == 4
+
+
+def test_generate_without_a_prior_for_the_space_says_how_to_train(tmp_path, monkeypatch):
+    import nag.diffusion.prior as prior_mod
+
+    monkeypatch.setattr(prior_mod, "ASSETS", tmp_path / "none")
+    cfg = compose_config(["experiment=generate", *TINY_SAMPLE])
+    with pytest.raises(MissingDataError, match="experiment=train_prior space=nb201"):
+        run_experiment(cfg, out_dir=tmp_path)
+
+
+def test_shipped_nb201_prior_loads_and_samples_valid_archs():
+    path = default_prior_path("nb201", must_exist=False)
+    if not path.is_file():
+        pytest.skip("no shipped NB201 prior (build it: see docs/prior.md)")
+    assert path.stat().st_size < 5_000_000
+    space = get_space("nb201")
+    prior = load_prior(path, space=space)
+    assert prior.split and prior.split["n_train"] == 7812
+    from nag.metrics import validity_threshold
+
+    x = prior.sample_tensor(64, solver={"name": "ode", "steps": 10}, seed=0, batch_size=64)
+    assert validity_threshold(x, space) >= 0.95  # the raw model, before masked-argmax decoding

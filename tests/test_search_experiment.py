@@ -1,0 +1,91 @@
+"""experiment=bo_nas on the NB201 table, resuming it, the W&B sweep files, and an offline Hydra multirun."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+from nag.errors import ConfigError
+from nag.experiments import run_experiment
+from nag.run import compose_config
+
+REPO = Path(__file__).resolve().parents[1]
+SWEEPS = sorted((REPO / "experiments" / "sweeps").glob("*.yaml"))
+
+
+def test_bo_nas_on_the_table_writes_results_and_resumes(nb201_csv, tmp_path):
+    overrides = ["experiment=bo_nas", "evaluator=table", f"benchmark.path={nb201_csv}", "method=evolution",
+                 "budget=8", "seed=3", "wandb.mode=disabled", "+method_params.population=4",
+                 "+method_params.sample_size=2"]
+    results = run_experiment(compose_config(overrides), out_dir=tmp_path)
+    assert {"best_arch", "best_value", "n_queries", "queries_to_best", "wall_s", "regret"} <= set(results)
+    assert results["n_queries"] == 8 and 1 <= results["queries_to_best"] <= 8
+    assert results["optimum"] == pytest.approx(94.3733) and results["regret"] >= 0
+    rows = [json.loads(line) for line in (tmp_path / "history.jsonl").read_text().splitlines()]
+    assert [r["query"] for r in rows] == list(range(1, 9))
+    assert max(r["value"] for r in rows) == results["best_value"]
+
+    # a larger budget in the same folder continues the search instead of starting over
+    more = run_experiment(compose_config([o if not o.startswith("budget=") else "budget=10" for o in overrides]),
+                          out_dir=tmp_path)
+    rows2 = [json.loads(line) for line in (tmp_path / "history.jsonl").read_text().splitlines()]
+    assert more["n_queries"] == 10 and rows2[:8] == rows and len(rows2) == 10
+
+
+def test_bo_nas_without_a_table_path_says_which_key(tmp_path):
+    cfg = compose_config(["experiment=bo_nas", "evaluator=table", "method=random", "wandb.mode=disabled"])
+    with pytest.raises(ConfigError, match="benchmark.path"):
+        run_experiment(cfg, out_dir=tmp_path)
+
+
+def sweep_overrides(path: Path) -> list[str]:
+    """One point of a W&B sweep as the Hydra overrides ``${args_no_hyphens}`` would render."""
+    spec = yaml.safe_load(path.read_text())
+    fixed = [a for a in spec["command"] if isinstance(a, str) and "=" in a and not a.startswith("${")]
+    point = []
+    for name, p in spec["parameters"].items():
+        value = p["value"] if "value" in p else p["values"][0] if "values" in p else p["min"]
+        point.append(f"{name}={value}")
+    return fixed + point
+
+
+def test_there_are_sweeps():
+    assert {"bo_nas_methods", "bo_acquisition", "diffusion_guidance"} <= {p.stem for p in SWEEPS}
+
+
+@pytest.mark.parametrize("path", SWEEPS, ids=[p.stem for p in SWEEPS])
+def test_sweep_renders_into_a_composable_config(path):
+    spec = yaml.safe_load(path.read_text())
+    cmd = spec["command"]
+    assert cmd[cmd.index("-m") + 1] == "nag.run" and "${args_no_hyphens}" in cmd
+    assert spec["method"] in ("grid", "random", "bayes") and spec["metric"]["goal"] in ("minimize", "maximize")
+    overrides = sweep_overrides(path)
+    with initialize_config_dir(config_dir=str(REPO / "experiments"), version_base=None):
+        cfg = compose(config_name="config", overrides=overrides)
+    assert cfg.name == "bo_nas"
+    for item in overrides:
+        key, _, value = item.lstrip("+").partition("=")
+        if key == "experiment":  # a config group choice, not a key
+            continue
+        assert str(OmegaConf.select(cfg, key)) == value
+
+
+def test_offline_hydra_multirun(nb201_csv, tmp_path):
+    env = {**os.environ, "WANDB_MODE": "disabled"}
+    cmd = [sys.executable, "-m", "nag.run", "-m", "experiment=bo_nas", "evaluator=table",
+           f"benchmark.path={nb201_csv}", "method=random", "seed=0,1", "budget=3",
+           f"hydra.sweep.dir={tmp_path}"]
+    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    found = sorted(tmp_path.glob("*/results.json"))
+    assert len(found) == 2
+    results = [json.loads(p.read_text()) for p in found]
+    assert all(r["n_queries"] == 3 and r["method"] == "random" for r in results)
+    assert results[0]["best_arch"] != results[1]["best_arch"] or results[0]["wall_s"] != results[1]["wall_s"]
