@@ -17,6 +17,10 @@ class DuplicateNameError(NagError):
     """Two sources claim the same registry name."""
 
 
+class PluginError(NagError, ImportError):
+    """A registered plugin (entry point) that cannot be imported."""
+
+
 class InvalidArchError(NagError, ValueError):
     """An architecture (string or value) that the space does not contain."""
 

@@ -14,7 +14,7 @@ import fnmatch
 from importlib.metadata import entry_points
 from typing import Any, Callable, Generic, TypeVar
 
-from nag.errors import DuplicateNameError, UnknownNameError
+from nag.errors import DuplicateNameError, PluginError, UnknownNameError
 
 T = TypeVar("T")
 
@@ -37,6 +37,7 @@ class Registry(Generic[T]):
         self._items: dict[str, Callable[..., T]] = {}
         self._sources: dict[str, str] = {}
         self._entry_points_loaded = False
+        self._from_entry_points: set[str] = set()
 
     def register(self, name: str, obj: Callable[..., T] | None = None, *, source: str | None = None):
         """Register ``obj`` under ``name``; usable as a decorator."""
@@ -71,11 +72,14 @@ class Registry(Generic[T]):
                 )
             self._items[ep.name] = _LazyEntryPoint(ep)  # type: ignore[assignment]
             self._sources[ep.name] = src
+            self._from_entry_points.add(ep.name)
 
     def reload_entry_points(self) -> None:
         """Forget entry points read so far and read them again (after installing a plugin)."""
-        for name in [n for n, v in self._items.items() if isinstance(v, _LazyEntryPoint)]:
-            del self._items[name], self._sources[name]
+        for name in self._from_entry_points:  # loaded or not: a loaded one replaced its lazy wrapper
+            self._items.pop(name, None)
+            self._sources.pop(name, None)
+        self._from_entry_points.clear()
         self._entry_points_loaded = False
         self._load_entry_points()
 
@@ -120,4 +124,7 @@ class _LazyEntryPoint:
         try:
             return self.ep.load()
         except Exception as exc:  # surface which plugin is broken, not a bare ImportError
-            raise ImportError(f"could not load plugin {self.ep.name!r} from {self.ep.value!r}: {exc}") from exc
+            raise PluginError(
+                f"could not load plugin {self.ep.name!r} from {self.ep.value!r}: {exc}. "
+                f"Fix or uninstall the distribution that declares it."
+            ) from exc
