@@ -31,7 +31,7 @@ DEFAULT_CSV = REPO.parent / "shared" / "data" / "nb201" / "nb201.csv"
 COLUMNS = ("cifar10_test_acc", "cifar100_test_acc")
 ALL_METHODS = ("random", "evolution", "local", "random_bo", "bananas", "prior_filter", "diffusion_bo")
 CAPS = {"random": 15625}  # random search needs the whole space for the optimum; others stop earlier
-DEFAULT_CAP = 400
+DEFAULT_CAP = 300
 CURVE_LEN = 200  # best-so-far curve up to this many queries
 TOP_FRAC = 0.001
 
@@ -154,6 +154,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--columns", nargs="+", default=list(COLUMNS), choices=COLUMNS)
     parser.add_argument("--max-queries", type=int, default=DEFAULT_CAP, help="cap for every method but random")
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--report", action="store_true", help="only summarise the runs already in --out")
     parser.add_argument("--out", type=Path, default=REPO / "runs" / "nb201_search")
     parser.add_argument("--set", nargs="*", default=[], metavar="METHOD.KEY=JSON",
                         help="override a method setting, e.g. bananas.q=2 'diffusion_bo.optimizer_params={\"weight\": 5}'")
@@ -171,7 +172,10 @@ def main(argv: list[str] | None = None) -> None:
     log = args.out / "runs.jsonl"
     rows = [r for r in read_jsonl(log, missing_ok=True)]
     done = {(r["method"], r["column"], r["seed"]) for r in rows}
-    jobs = [(m, c, s) for m in args.methods for c in args.columns for s in range(seeds) if (m, c, s) not in done]
+    # seed-major order: a benchmark stopped early still has comparable seeds for every method
+    jobs = [(m, c, s) for s in range(seeds) for m in args.methods for c in args.columns if (m, c, s) not in done]
+    if args.report:
+        jobs = []
     print(f"{len(jobs)} runs to do ({len(done)} already in {log})", flush=True)
     start = time.perf_counter()
     with ProcessPoolExecutor(max_workers=args.workers) as pool:

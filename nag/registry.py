@@ -55,6 +55,15 @@ class Registry(Generic[T]):
 
         return add if obj is None else add(obj)
 
+    def register_lazy(self, name: str, target: str) -> None:
+        """Register ``"module:attr"`` under ``name`` without importing it until first use."""
+        if name in self._items and self._sources[name] != target:
+            raise DuplicateNameError(
+                f"{self.kind} name {name!r} is claimed twice: by {self._sources[name]} and by {target}."
+            )
+        self._items.setdefault(name, _LazyTarget(name, target))  # type: ignore[arg-type]
+        self._sources.setdefault(name, target)
+
     def _load_entry_points(self) -> None:
         if self._entry_points_loaded or self.group is None:
             return
@@ -93,7 +102,7 @@ class Registry(Generic[T]):
                 f"Third-party {self.kind}s register under the entry-point group {self.group!r}."
             )
         item = self._items[name]
-        if isinstance(item, _LazyEntryPoint):
+        if isinstance(item, (_LazyEntryPoint, _LazyTarget)):
             item = item.load()
             self._items[name] = item
         return item
@@ -128,3 +137,16 @@ class _LazyEntryPoint:
                 f"could not load plugin {self.ep.name!r} from {self.ep.value!r}: {exc}. "
                 f"Fix or uninstall the distribution that declares it."
             ) from exc
+
+
+class _LazyTarget:
+    """A built-in registered as ``"module:attr"``, imported on first use."""
+
+    def __init__(self, name: str, target: str) -> None:
+        self.name, self.target = name, target
+
+    def load(self) -> Any:
+        import importlib
+
+        module, _, attr = self.target.partition(":")
+        return getattr(importlib.import_module(module), attr)

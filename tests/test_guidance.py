@@ -11,6 +11,7 @@ from torch import Tensor, nn
 
 from nag.diffusion.guidance import (
     SCHEDULES,
+    BaseGuide,
     DiversityGuide,
     Guide,
     GuidedSampler,
@@ -357,6 +358,23 @@ def test_diversity_gradient_pushes_pairs_apart():
     for bad in (dict(bandwidth=0.0), dict(on="x0"), dict(memory=-1)):
         with pytest.raises(ConfigError):
             DiversityGuide(**bad)
+
+
+@pytest.mark.parametrize("on", ["state", "denoised"])
+@pytest.mark.parametrize("bandwidth", [None, 1.5])
+def test_diversity_closed_form_gradient_matches_autograd(on, bandwidth):
+    gen = torch.Generator().manual_seed(0)
+    x, score = torch.randn(12, 4, 3, generator=gen), torch.randn(12, 4, 3, generator=gen)
+    t = torch.full((12,), 0.4)
+    guide = DiversityGuide(bandwidth=bandwidth, on=on, memory=5)
+    guide.remember(torch.randn(7, 4, 3, generator=gen).sign())  # keeps the last 5
+    assert guide._bank.shape == (5, 12)
+    sde = VPSDE()
+    closed = guide.gradient(x, t, score, sde)
+    auto = BaseGuide.gradient(guide, x, t, score, sde)  # autograd of the objective
+    torch.testing.assert_close(closed, auto, rtol=1e-4, atol=1e-6)
+    guide.reset()
+    assert guide._bank is None
 
 
 def test_guided_sampler_batches_seeds_and_decodes():

@@ -77,6 +77,7 @@ def test_sweep_renders_into_a_composable_config(path):
         assert str(OmegaConf.select(cfg, key)) == value
 
 
+@pytest.mark.slow  # a subprocess that imports the whole stack: ~15 s on an idle 2-core box, over a minute on a busy one
 def test_offline_hydra_multirun(nb201_csv, tmp_path):
     env = {**os.environ, "WANDB_MODE": "disabled"}
     cmd = [sys.executable, "-m", "nag.run", "-m", "experiment=bo_nas", "evaluator=table",

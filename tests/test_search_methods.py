@@ -210,3 +210,36 @@ def test_missing_default_prior_is_a_clear_error(table, monkeypatch):
     monkeypatch.setattr(prior_mod, "ASSETS", prior_mod.ASSETS.parent / "no_such_folder")
     with pytest.raises(MissingDataError, match="train_prior"):
         run_search(build_method("diffusion_bo", SPACE, {"n_init": 2}), TableEvaluator(table, C10), budget=3, seed=0)
+
+
+def test_incumbent_mixture_is_highest_at_the_best_arch():
+    from nag.diffusion.sde import VESDE
+    from nag.modules.arch_data import to_state
+    from nag.search.bo import IncumbentMixture
+
+    best, other = SPACE.sample(2, np.random.default_rng(0))
+    centres = to_state(SPACE, [best, other])
+    mix = IncumbentMixture(VESDE(0.1, 5.0), centres, np.array([94.0, 80.0]), radius=1.0)
+    far = to_state(SPACE, [n for n in SPACE.neighbours(best) if n != other][:1])
+    t = torch.full((1,), 0.01)
+    assert mix(centres[:1], t) > mix(centres[1:], t)  # the better arch weighs more
+    assert mix(centres[:1], t) > mix(far, t)
+    x = far.clone().requires_grad_(True)
+    (grad,) = torch.autograd.grad(mix(x, t).sum(), x)
+    assert (grad * (centres[:1] - far)).sum() > 0  # the guide pulls towards the best arch
+
+
+def test_bo_with_the_gnn_predictor_surrogate(table):
+    """The project's fit_predictor (GNN, Lightning) plugs in as the surrogate too."""
+    params = {"n_init": 4, "surrogate": "predictor", "optimizer_params": {"pool_size": 20},
+              "surrogate_params": {"ensemble": 2, "steps": 5, "noise_aware": False,
+                                   "net_config": {"name": "gnn", "hidden": 16, "layers": 1}}}
+    res = run_search(build_method("bananas", SPACE, params), TableEvaluator(table, C10), budget=5, seed=0)
+    assert res.n_queries == 5 and len({q.arch for q in res.history}) == 5
+
+
+@pytest.mark.slow  # 15,625 queries: ~20 s on a busy 2-core box
+def test_random_search_can_exhaust_the_space(table):
+    res = run_search(build_method("random", SPACE), TableEvaluator(table, C10), budget=10**6, seed=1)
+    assert res.n_queries == SPACE.size == len({q.arch for q in res.history})
+    assert res.best_value == float(table.values(C10).max())

@@ -30,6 +30,18 @@ SCHEDULES: dict[str, Callable[[Tensor], Tensor]] = {
     "cosine": lambda u: torch.cos(0.5 * math.pi * u),
 }
 
+# ----- objectives of a predicted mean ``m [B]``: log-probability up to a constant --------------
+DIRECTIONS: dict[str, Callable[[Tensor, float | None], Tensor]] = {
+    "max": lambda m, target: m,
+    "min": lambda m, target: -m,
+    "target": lambda m, target: -0.5 * (m - target).pow(2),
+}
+# how far a mean is past a bound c (> 0: violated)
+CONSTRAINT_EXCESS: dict[str, Callable[[Tensor, float], Tensor]] = {
+    "<=": lambda m, c: m - c,
+    ">=": lambda m, c: c - m,
+}
+
 _CONSTRAINT = re.compile(r"^\s*(<=|>=)\s*([-+0-9.eE]+)\s*$")
 
 
@@ -47,8 +59,8 @@ def parse_constraint(constraint: str | Sequence[Any] | None) -> tuple[str, float
             op, value = constraint
         except (TypeError, ValueError):
             raise ConfigError(f"a constraint is '<=c', '>=c' or a pair (op, c); got {constraint!r}") from None
-    if op not in ("<=", ">="):
-        raise ConfigError(f"constraint operator {op!r} is not supported; use '<=' or '>='")
+    if op not in CONSTRAINT_EXCESS:
+        raise ConfigError(f"constraint operator {op!r} is not supported; use one of {sorted(CONSTRAINT_EXCESS)}")
     try:
         return op, float(value)
     except (TypeError, ValueError):
@@ -73,9 +85,27 @@ class BaseGuide(ABC):
         w = self._schedule(t) if self._user_schedule else self._schedule(t / T)
         return self.weight * torch.as_tensor(w, dtype=t.dtype, device=t.device).expand_as(t)
 
+    needs_score: bool = False  # objective(x, t, score=..., sde=...) wants the prior's score
+
     @abstractmethod
     def objective(self, x: Tensor, t: Tensor) -> Tensor:
         """Differentiable ``[B]`` whose ``grad_x`` is this guide's direction (log-probability up to a constant)."""
+
+    def gradient(self, x: Tensor, t: Tensor, score: Tensor, sde: SDE | None = None) -> Tensor | None:
+        """``grad_x`` of the summed objective, ``[B, N, V]`` (None if it does not depend on x).
+
+        Taken by autograd on a detached copy of ``x``; a subclass may give it in closed form.
+        """
+        with torch.enable_grad():
+            xg = x.detach().clone().requires_grad_(True)
+            obj = self.objective(xg, t, score=score, sde=sde) if self.needs_score else self.objective(xg, t)  # type: ignore[call-arg]
+            if not obj.requires_grad:
+                raise IncompatibleComponentsError(
+                    f"{self!r}: its objective does not depend differentiably on x (is the predictor run "
+                    "under torch.no_grad() or on detached inputs?). Guidance needs grad_x of the prediction."
+                )
+            (grad,) = torch.autograd.grad(obj.sum(), xg, allow_unused=True)
+        return grad
 
 
 class Guide(BaseGuide):
@@ -109,8 +139,8 @@ class Guide(BaseGuide):
         sharpness: float = 10.0,
     ) -> None:
         super().__init__(weight, schedule)
-        if direction not in ("max", "min", "target", None):
-            raise ConfigError(f"unknown guidance direction {direction!r}; accepted: 'max', 'min', 'target', None")
+        if direction is not None and direction not in DIRECTIONS:
+            raise ConfigError(f"unknown guidance direction {direction!r}; accepted: {sorted(DIRECTIONS)} or None")
         if direction == "target" and target is None:
             raise ConfigError("direction='target' needs a target value, e.g. Guide(p, direction='target', target=70.0)")
         self.constraint = parse_constraint(constraint)
@@ -145,21 +175,14 @@ class Guide(BaseGuide):
             mean, var = self._column(mean), self._column(var)
         else:
             mean = self._column(self.predictor(x, t))
-        if self.direction == "max":
-            obj = mean
-        elif self.direction == "min":
-            obj = -mean
-        elif self.direction == "target":
-            obj = -0.5 * (mean - self.target).pow(2)
-        else:
-            obj = torch.zeros_like(mean)
+        obj = torch.zeros_like(mean) if self.direction is None else DIRECTIONS[self.direction](mean, self.target)
         if self.constraint is not None:
             obj = obj + self._constraint_logp(mean, var)
         return obj
 
     def _constraint_logp(self, mean: Tensor, var: Tensor | None) -> Tensor:
         op, c = self.constraint  # type: ignore[misc]
-        excess = mean - c if op == "<=" else c - mean  # > 0 means violated
+        excess = CONSTRAINT_EXCESS[op](mean, c)
         if var is None:
             return -F.softplus(self.sharpness * excess)
         return torch.special.log_ndtr(-excess / var.clamp_min(1e-12).sqrt())
@@ -209,7 +232,7 @@ class DiversityGuide(BaseGuide):
         if memory < 0:
             raise ConfigError(f"DiversityGuide memory must be >= 0, got {memory}")
         self.bandwidth, self.on, self.memory = bandwidth, on, int(memory)
-        self.needs_score = on == "denoised"
+        self.needs_score = on == "denoised"  # (gradient() is in closed form; objective() for reference)
         self._bank: Tensor | None = None
 
     def reset(self) -> None:
@@ -224,30 +247,53 @@ class DiversityGuide(BaseGuide):
         bank = flat if self._bank is None else torch.cat([self._bank, flat.to(self._bank)])
         self._bank = bank[-self.memory :]
 
-    def objective(self, x: Tensor, t: Tensor, score: Tensor | None = None, sde: SDE | None = None) -> Tensor:
-        if self.on == "denoised":
-            if score is None or sde is None:
-                raise ConfigError("DiversityGuide(on='denoised') needs the score and the SDE; use it through "
-                                  "GuidedSampler or guided_score_fn(..., sde=sde)")
-            alpha, std = sde.marginal_coeffs(t)
-            y = (x + bcast(std.pow(2), x) * score.detach()) / bcast(alpha, x)
-        else:
-            y = x
-        b = y.shape[0]
-        flat = y.flatten(1)
-        bank = None if self._bank is None else self._bank.to(flat)
-        d2 = _sq_dists(flat, flat)
+    def _points(self, x: Tensor, t: Tensor, score: Tensor | None, sde: SDE | None) -> tuple[Tensor, Tensor]:
+        """Compared points ``y [B, D]`` and ``dy/dx`` per sample ``[B]`` (1, or ``1 / alpha``)."""
+        if self.on == "state":
+            return x.flatten(1), torch.ones(x.shape[0], dtype=x.dtype, device=x.device)
+        if score is None or sde is None:
+            raise ConfigError(
+                "DiversityGuide(on='denoised') needs the score and the SDE; use it through "
+                "GuidedSampler or guided_score_fn(..., sde=sde)"
+            )
+        alpha, std = sde.marginal_coeffs(t)
+        y = (x + bcast(std.pow(2), x) * score.detach()) / bcast(alpha, x)
+        return y.flatten(1), 1.0 / alpha
+
+    def _bandwidth2(self, d2: Tensor) -> Tensor:
+        b = d2.shape[0]
         if self.bandwidth is not None:
-            h2 = torch.tensor(self.bandwidth**2, dtype=flat.dtype, device=flat.device)
-        elif b >= 2:  # mean off-diagonal distance (the diagonal is 0): O(B^2), unlike a median
-            h2 = (d2.detach().sum() / (b * (b - 1) * math.log(b))).clamp_min(1e-12)
-        else:
-            h2 = torch.ones((), dtype=flat.dtype, device=flat.device)
-        k = torch.exp(-d2 / h2)
+            return torch.tensor(self.bandwidth**2, dtype=d2.dtype, device=d2.device)
+        if b < 2:
+            return torch.ones((), dtype=d2.dtype, device=d2.device)
+        # mean off-diagonal distance (the diagonal is 0): O(B^2), unlike a median
+        return (d2.detach().sum() / (b * (b - 1) * math.log(b))).clamp_min(1e-12)
+
+    def objective(self, x: Tensor, t: Tensor, score: Tensor | None = None, sde: SDE | None = None) -> Tensor:
+        y, _ = self._points(x, t, score, sde)
+        d2 = _sq_dists(y, y)
+        h2 = self._bandwidth2(d2)
+        k = _rbf(d2, h2)
         obj = -0.5 * (k.sum(1) - k.diagonal())
-        if bank is not None and len(bank):
-            obj = obj - torch.exp(-_sq_dists(flat, bank) / h2).sum(1)
+        if self._bank is not None:
+            obj = obj - _rbf(_sq_dists(y, self._bank.to(y)), h2).sum(1)
         return obj
+
+    def gradient(self, x: Tensor, t: Tensor, score: Tensor, sde: SDE | None = None) -> Tensor:
+        """Closed form of ``grad_x`` of the summed objective (no autograd graph):
+        ``(2 / h^2) [sum_j k_ij (y_i - y_j) + sum_m k_im (y_i - r_m)] * dy/dx``."""
+        y, dydx = self._points(x.detach(), t, score, sde)
+        d2 = _sq_dists(y, y)
+        h2 = self._bandwidth2(d2)
+        k = _rbf(d2, h2)
+        k.diagonal().zero_()
+        g = k.sum(1, keepdim=True) * y - k @ y
+        if self._bank is not None:
+            bank = self._bank.to(y)
+            kb = _rbf(_sq_dists(y, bank), h2)
+            g += kb.sum(1, keepdim=True) * y - kb @ bank
+        g *= (2.0 / h2) * dydx.unsqueeze(1)
+        return g.view_as(x)
 
     def __repr__(self) -> str:
         return (
@@ -257,8 +303,22 @@ class DiversityGuide(BaseGuide):
 
 
 def _sq_dists(a: Tensor, b: Tensor) -> Tensor:
-    """``[A, B]`` squared distances; the matmul form keeps the gradient finite at zero distance."""
-    return (a.pow(2).sum(1)[:, None] + b.pow(2).sum(1)[None, :] - 2.0 * a @ b.T).clamp_min(0.0)
+    """``[A, B]`` squared distances; the matmul form keeps the gradient finite at zero distance.
+
+    Rounding can make an entry slightly negative; the kernel does not mind, so no clamp (whose
+    backward costs a full ``where`` pass).
+    """
+    ones_a, ones_b = a.new_ones(a.shape[0], 1), b.new_ones(b.shape[0], 1)
+    left = torch.cat([a, a.pow(2).sum(1, keepdim=True), ones_a], 1)  # [a, |a|^2, 1]
+    right = torch.cat([-2.0 * b, ones_b, b.pow(2).sum(1, keepdim=True)], 1)  # [-2b, 1, |b|^2]
+    return left @ right.T  # one matmul, no [A, B] broadcast pass
+
+
+def _rbf(d2: Tensor, h2: Tensor) -> Tensor:
+    """``exp(-d2 / h2)``, exactly 0 beyond ``exp(-30)``: far pairs would otherwise make denormal
+    floats, which are ~100x slower on CPUs, in the forward and backward passes."""
+    arg = d2 / h2
+    return torch.exp(-arg.clamp(max=30.0)) * (arg < 30.0)
 
 
 def _finite_(g: Tensor) -> Tensor:
@@ -278,8 +338,9 @@ def guided_score_fn(
 ) -> ScoreFn:
     """``s(x, t) + sum_i w_i(t) grad_x objective_i(x, t)``, kept finite.
 
-    Each guide's gradient is taken on a detached copy of ``x`` under ``torch.enable_grad()``
-    (the solver runs under no_grad); a sample whose guidance has a non-finite entry gets none
+    Each guide gives ``grad_x`` through ``BaseGuide.gradient``: autograd on a detached copy of
+    ``x`` under ``torch.enable_grad()`` (the solver runs under no_grad), or a closed form (the
+    DiversityGuide). A sample whose guidance has a non-finite entry gets none
     from that guide; with ``max_norm_ratio`` the guidance of each sample is rescaled so that
     ``||guidance|| <= max_norm_ratio * ||score||``. ``sde`` gives ``T`` for the schedules
     (default 1) and the Tweedie estimate to guides that need the score.
@@ -298,18 +359,7 @@ def guided_score_fn(
             w = guide.weight_at(t, T)
             if not bool((w != 0).any()):
                 continue
-            with torch.enable_grad():
-                xg = x.detach().clone().requires_grad_(True)
-                if getattr(guide, "needs_score", False):
-                    obj = guide.objective(xg, t, score=score, sde=sde)  # type: ignore[call-arg]
-                else:
-                    obj = guide.objective(xg, t)
-                if not obj.requires_grad:
-                    raise IncompatibleComponentsError(
-                        f"{guide!r}: its objective does not depend differentiably on x (is the predictor run "
-                        "under torch.no_grad() or on detached inputs?). Guidance needs grad_x of the prediction."
-                    )
-                (grad,) = torch.autograd.grad(obj.sum(), xg, allow_unused=True)
+            grad = guide.gradient(x, t, score, sde)
             if grad is not None:
                 total.add_(_finite_(bcast(w, grad) * grad))
         if max_norm_ratio is not None:
@@ -415,6 +465,8 @@ class GuidedSampler:
 
 
 __all__ = [
+    "CONSTRAINT_EXCESS",
+    "DIRECTIONS",
     "SCHEDULES",
     "BaseGuide",
     "DiversityGuide",

@@ -34,13 +34,13 @@ STATE = "search_state.json"
 def method_overrides(cfg: DictConfig) -> dict[str, Any]:
     """Settings for ``cfg.method``: the ``bo`` block for BO methods, ``prior.path`` for generated
     pools, then ``method_params`` (any setting of the preset) on top."""
-    searcher, preset = method_settings(str(cfg.method))
+    searcher, preset = method_settings(str(cfg.method))  # dict settings below merge into the preset's
     out: dict[str, Any] = {}
     if searcher == "bo":
         bo = plain(cfg.get("bo")) or {}
         out = {k: bo[k] for k in ("n_init", "q", "acquisition", "surrogate") if k in bo}
         if "ensemble" in bo:
-            out["surrogate_params"] = {**preset.get("surrogate_params", {}), "ensemble": bo["ensemble"]}
+            out["surrogate_params"] = {"ensemble": bo["ensemble"]}
         if "pool_size" in bo:
             out["optimizer_params"] = {"pool_size": bo["pool_size"]}
         prior_path = (plain(cfg.get("prior")) or {}).get("path")

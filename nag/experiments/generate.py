@@ -6,15 +6,17 @@ experiments sample and score in exactly one way.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 from omegaconf import DictConfig
 
-from nag.diffusion.guidance import DiversityGuide, GuidedSampler
+from nag.diffusion.guidance import BaseGuide, DiversityGuide, GuidedSampler
 from nag.diffusion.prior import Prior, default_prior_path, load_prior
 from nag.experiments import build_space, call_with_config, experiment, plain, run_dir
+from nag.errors import ConfigError
 from nag.io import atomic_write_text
 
 
@@ -25,18 +27,38 @@ def set_threads(cfg: DictConfig) -> None:
         torch.set_num_threads(int(threads))
 
 
-def build_sampler(prior: Prior, cfg: DictConfig) -> GuidedSampler:
-    """The GuidedSampler of ``cfg.solver``, ``cfg.batch_size`` and ``cfg.diversity``.
+def time_window(lo: float, hi: float) -> Callable[[torch.Tensor], torch.Tensor]:
+    """Guidance schedule that is 1 for ``lo < t < hi`` and 0 elsewhere. t: [B] -> [B]."""
+    if not 0.0 <= lo < hi:
+        raise ConfigError(f"diversity.window must be [lo, hi] with 0 <= lo < hi, got [{lo}, {hi}]")
+
+    def window(t: torch.Tensor) -> torch.Tensor:
+        return ((t > lo) & (t < hi)).to(t.dtype)
+
+    return window
+
+
+def build_sampler(prior: Prior, cfg: DictConfig, guides: Sequence[BaseGuide] = ()) -> GuidedSampler:
+    """The GuidedSampler of ``cfg.solver``, ``cfg.batch_size``, ``cfg.diversity`` and ``cfg.max_norm_ratio``.
 
     ``diversity.weight`` > 0 adds particle guidance (``DiversityGuide``): samples repel each
-    other, and ``diversity.memory`` earlier samples, which lifts uniqueness past the iid
-    (birthday) bound. Weight 0 samples iid.
+    other and ``diversity.memory`` earlier samples, which lifts uniqueness past the iid
+    (birthday) bound. ``diversity.window: [lo, hi]`` limits it to ``lo < t < hi``, where the
+    samples choose their architecture: earlier, the denoised estimates of all samples are close
+    and the repulsion only throws states off the data; later, it fights the score. Weight 0
+    samples iid. ``guides`` (e.g. predictor guides) come first.
     """
     diversity = dict(plain(cfg.get("diversity")) or {})
-    guides = []
+    window = diversity.pop("window", None)
+    if window is not None:
+        diversity["schedule"] = time_window(*map(float, window))
+    guides = list(guides)
     if float(diversity.get("weight", 0.0)) > 0:
         guides.append(call_with_config("diversity guide", "diversity", DiversityGuide, diversity))
-    return GuidedSampler(prior, guides=guides, solver=plain(cfg.solver), batch_size=int(cfg.batch_size))
+    return GuidedSampler(
+        prior, guides=guides, solver=plain(cfg.solver), batch_size=int(cfg.batch_size),
+        max_norm_ratio=cfg.get("max_norm_ratio"),
+    )
 
 
 def sample_and_measure(prior: Prior, cfg: DictConfig, n: int, seed: int, out_dir: Path | None = None) -> dict[str, Any]:
@@ -82,4 +104,4 @@ def generate(cfg: DictConfig) -> dict[str, Any]:
     return sample_and_measure(prior, cfg, int(cfg.n), int(cfg.seed), out_dir=run_dir())
 
 
-__all__ = ["build_sampler", "generate", "load_configured_prior", "sample_and_measure", "set_threads"]
+__all__ = ["time_window", "build_sampler", "generate", "load_configured_prior", "sample_and_measure", "set_threads"]

@@ -26,13 +26,6 @@ from nag.meta.features import build_extractor, spec_features
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
 
 
-def resolve_prior_path(cfg: DictConfig, space_name: str) -> Path:
-    from nag.diffusion.prior import default_prior_path
-
-    path = cfg.get("prior", {}).get("path")
-    return Path(path) if path else default_prior_path(space_name)
-
-
 def fit_from_db(cfg: DictConfig, space, sde_config, rows, features, seed: int):
     from nag.modules.meta_predictor import fit_meta_predictor
 
@@ -50,12 +43,12 @@ def fit_from_db(cfg: DictConfig, space, sde_config, rows, features, seed: int):
 
 @experiment("train_meta_predictor")
 def train_meta_predictor(cfg: DictConfig) -> dict:
-    from nag.diffusion.prior import load_prior
+    from nag.experiments.generate import load_configured_prior
 
     start = time.perf_counter()
     space = build_space(cfg)
     seed = int(cfg.seed)
-    prior = load_prior(resolve_prior_path(cfg, space.name), space)
+    prior = load_configured_prior(cfg, space)
     db = MetaDatabase(cfg.meta_db.path or ASSETS / "meta_db" / f"digits_{space.name}.jsonl")
     rows = db.rows(missing_ok=False)
     specs = db.task_specs()

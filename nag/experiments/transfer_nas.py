@@ -25,9 +25,10 @@ from omegaconf import DictConfig
 from scipy.stats import spearmanr
 from tqdm import tqdm
 
-from nag.errors import ConfigError
+from nag.errors import MissingDataError
 from nag.experiments import build_budget, build_space, build_task, distinct_sample, experiment, plain, run_dir
-from nag.experiments.train_meta_predictor import ASSETS, resolve_prior_path
+from nag.experiments.generate import build_sampler, load_configured_prior
+from nag.experiments.train_meta_predictor import ASSETS
 from nag.io import append_jsonl, read_jsonl
 from nag.meta.features import build_extractor
 from nag.wandb_utils import log_metrics
@@ -41,22 +42,12 @@ def resolve_meta_predictor(cfg: DictConfig, space) -> Any:
     path = cfg.meta_predictor.get("path")
     path = Path(path) if path else ASSETS / "predictors" / f"meta_{space.name}_digits.pt"
     if not path.is_file():
-        raise ConfigError(
+        raise MissingDataError(
             f"meta-predictor {path} does not exist. Train one with "
             f"`python -m nag.run experiment=train_meta_predictor meta_db.path=<db.jsonl> save_to={path}` "
             f"or pass meta_predictor.path=<file>."
         )
     return MetaPredictor.load(path, space)
-
-
-def build_guides(cfg: DictConfig, predictor: Any) -> list:
-    from nag.diffusion.guidance import DiversityGuide, Guide
-
-    g = cfg.guidance
-    guides = [Guide(predictor, weight=float(g.weight), direction="max", schedule=str(g.schedule))]
-    if float(g.get("diversity", 0.0)) > 0:
-        guides.append(DiversityGuide(weight=float(g.diversity)))
-    return guides
 
 
 def distinct_by_class(space, archs: list) -> list:
@@ -72,21 +63,19 @@ def distinct_by_class(space, archs: list) -> list:
 
 @experiment("transfer_nas")
 def transfer_nas(cfg: DictConfig) -> dict:
-    from nag.diffusion.guidance import GuidedSampler
-    from nag.diffusion.prior import load_prior
-    from nag.diffusion.solvers import get_solver
+    from nag.diffusion.guidance import Guide
 
     start = time.perf_counter()
     space, task, budget = build_space(cfg), build_task(cfg), build_budget(cfg)
     seed, k = int(cfg.seed), int(cfg.top_k)
-    prior = load_prior(resolve_prior_path(cfg, space.name), space)
+    prior = load_configured_prior(cfg, space)
     meta = resolve_meta_predictor(cfg, space)
 
     # 1-2. encode the task, generate guided candidates
     extractor = build_extractor(plain(cfg.dataset_encoder))
     predictor = meta.for_task(extractor.task_features(task, int(cfg.n_per_class), seed))
-    solver = get_solver(plain(cfg.sampler))
-    sampler = GuidedSampler(prior, build_guides(cfg, predictor), solver, batch_size=int(cfg.n_candidates))
+    guide = Guide(predictor, weight=float(cfg.guidance.weight), direction="max", schedule=str(cfg.guidance.schedule))
+    sampler = build_sampler(prior, cfg, [guide])
     gen_start = time.perf_counter()
     candidates = distinct_by_class(space, sampler.sample(int(cfg.n_candidates), seed=seed))
     generate_s = time.perf_counter() - gen_start

@@ -30,8 +30,12 @@ METHODS: dict[str, tuple[str, dict[str, Any]]] = {
     "local": ("local", {}),
     "random_bo": ("bo", {"optimizer": "random_pool", "acquisition": "ts"}),
     "bananas": ("bo", {"optimizer": "mutation_pool", "acquisition": "ts"}),
-    "prior_filter": ("bo", {"optimizer": "prior_filter", "acquisition": "ts"}),
-    "diffusion_bo": ("bo", {"optimizer": "diffusion", "acquisition": "ts", "surrogate_params": {"noise_aware": True}}),
+    "prior_filter": ("bo", {"optimizer": "prior_filter", "acquisition": "ts",
+                            "optimizer_params": {"n_samples": 100, "steps": 20}}),
+    "diffusion_bo": ("bo", {
+        "optimizer": "diffusion", "acquisition": "ts", "surrogate_params": {"noise_aware": True},
+        "optimizer_params": {"n_samples": 64, "steps": 20, "weight": 10.0, "trust_top": 10, "trust_radius": 1.0},
+    }),
 }
 
 

@@ -107,7 +107,7 @@ class MutationPool(PoolOptimizer):
             pool = ctx.fresh(pool + children, self.by_canonical)
             if len(pool) >= n_mut:
                 break
-        extra = ctx.sample_unseen(n_random + n_mut - len(pool), self.by_canonical) if len(pool) < self.pool_size else []
+        extra = ctx.sample_unseen(self.pool_size - len(pool), self.by_canonical)  # random share, dry neighbourhoods
         return ctx.fresh(pool + extra, self.by_canonical)[: self.pool_size]
 
 

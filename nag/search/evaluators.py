@@ -7,6 +7,7 @@ evaluated returns the cached value and costs nothing: ``n_queries`` counts disti
 """
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping
 from typing import Any, NamedTuple, Protocol, runtime_checkable
@@ -117,7 +118,10 @@ class TableEvaluator(Evaluator):
         self.metric = metric
 
     def _evaluate(self, arch: Arch) -> tuple[float, dict[str, float]]:
-        return float(self.table.query(arch, self.metric)), {}
+        value = float(self.table.query(arch, self.metric))
+        if not math.isfinite(value):
+            raise ConfigError(f"the table has no {self.metric!r} value for arch {arch!r} (NaN); search on a complete column")
+        return value, {}
 
     @classmethod
     def from_config(cls, space: SearchSpace, cfg: Any) -> "TableEvaluator":
@@ -161,8 +165,7 @@ class TrainEvalEvaluator(Evaluator):
     def from_config(cls, space: SearchSpace, cfg: Any) -> "TrainEvalEvaluator":
         from nag.experiments import build_budget, build_task
 
-        return cls(space, build_task(cfg), build_budget(cfg, "train"), seed=int(cfg.get("seed", 0)),
-                   metric=str(cfg.get("train_metric", "val_acc")))
+        return cls(space, build_task(cfg), build_budget(cfg, "train"), seed=int(cfg.get("seed", 0)))
 
 
 def build_evaluator(name: str, space: SearchSpace, cfg: Any) -> Evaluator:

@@ -101,8 +101,8 @@ class SearchContext:
             tries += len(batch)
             out = self.fresh(out + batch, by_canonical)
         if len(out) < n and self.space.size is not None:  # nearly exhausted finite space: draw from the rest
-            rest = self.fresh(self.space.enumerate(), by_canonical)
-            rest = [a for a in rest if a not in set(out)]
+            taken = set(out)
+            rest = [a for a in self.fresh(self.space.enumerate(), by_canonical) if a not in taken]
             take = self.rng.permutation(len(rest))[: n - len(out)]
             out = self.fresh(out + [rest[i] for i in take], by_canonical)
         return out[:n]

@@ -12,17 +12,8 @@ _BUILTINS = {"nb201": "nag.spaces.nb201:NB201Space", "mbv3": "nag.spaces.mbv3:MB
 
 
 def _register_builtins() -> None:
-    import importlib
-
-    for name, target in _BUILTINS.items():
-        if name in SPACES._items:
-            continue
-        module, _, attr = target.partition(":")
-        try:
-            cls = getattr(importlib.import_module(module), attr)
-        except ModuleNotFoundError:  # a built-in not written yet
-            continue
-        SPACES.register(name, cls, source=target)
+    for name, target in _BUILTINS.items():  # imported on first use (mbv3 pulls in timm)
+        SPACES.register_lazy(name, target)
 
 
 def get_space(name: str, **kwargs: Any) -> SearchSpace:
