@@ -6,7 +6,7 @@
     (2,000 score calls), 12-layer d=64 DAG transformer (8 heads, FFN 128) with random weights.
     Only ``--paper-steps`` steps of one batch are timed; the per-step time is extrapolated to
     1000 steps, and every sample is counted as valid and unique (an upper bound for the paper).
-(b) nag's default (experiments/experiment/generate.yaml: ODE Heun 10 steps + particle guidance)
+(b) nag's default (experiments/experiment/generate.yaml: ODE Heun 15 steps + particle guidance)
     with the shipped NB201 prior, on ``--n`` samples: iid, with particle guidance, and guided
     by a noise-aware GNN predictor of CIFAR-10 accuracy (fit here on 1,000 table archs when the
     NB201 table is found, else left untrained: the cost is the same).

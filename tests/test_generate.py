@@ -6,10 +6,11 @@ import json
 import pytest
 import torch
 
-from nag.diffusion.prior import default_prior_path, load_prior, read_prior_checkpoint
-from nag.errors import MissingDataError
+from nag.diffusion.prior import Prior, default_prior_path, load_prior, read_prior_checkpoint
+from nag.errors import ConfigError, MissingDataError
 from nag.experiments import run_experiment
 from nag.modules.arch_data import ArchDataModule
+from nag.modules.nets import build_score_net
 from nag.run import compose_config
 from nag.spaces import get_space
 
@@ -77,3 +78,26 @@ def test_shipped_nb201_prior_loads_and_samples_valid_archs():
 
     x = prior.sample_tensor(64, solver={"name": "ode", "steps": 10}, seed=0, batch_size=64)
     assert validity_threshold(x, space) >= 0.95  # the raw model, before masked-argmax decoding
+
+
+def test_default_sampler_is_particle_guided_in_a_time_window():
+    from nag.diffusion.guidance import DiversityGuide
+    from nag.experiments.generate import build_sampler, time_window
+
+    window = time_window(0.3, 0.7)
+    assert window(torch.tensor([0.1, 0.5, 0.9])).tolist() == [0.0, 1.0, 0.0]
+    with pytest.raises(ConfigError, match="window"):
+        time_window(0.7, 0.3)
+    cfg = compose_config(["experiment=generate"])
+    space = get_space("nb201")
+    net_cfg = {"d_model": 16, "n_layers": 1, "n_heads": 2, "d_ff": 16}
+    net = build_score_net(net_cfg, 8, 7, space.adjacency, space.positions)
+    prior = Prior(space, {"name": "ve"}, net, net_cfg, ArchDataModule(space, 0.5).split_info())
+    sampler = build_sampler(prior, cfg)
+    (guide,) = sampler.guides
+    assert isinstance(guide, DiversityGuide) and guide.memory == cfg.diversity.memory
+    assert guide.weight_at(torch.tensor([0.5, 0.95])).tolist() == [cfg.diversity.weight, 0.0]
+    iid = build_sampler(prior, compose_config(["experiment=generate", "diversity.weight=0"]))
+    assert iid.guides == () and iid.solver.config()["steps"] == cfg.solver.steps
+    archs = prior.sample(6, seed=0, batch_size=3)  # Prior.sample: same GuidedSampler path, default solver
+    assert len(archs) == 6 and all(space.is_valid(a) for a in archs)

@@ -243,3 +243,11 @@ def test_random_search_can_exhaust_the_space(table):
     res = run_search(build_method("random", SPACE), TableEvaluator(table, C10), budget=10**6, seed=1)
     assert res.n_queries == SPACE.size == len({q.arch for q in res.history})
     assert res.best_value == float(table.values(C10).max())
+
+
+def test_guidance_scale_ignores_the_broken_tail(table):
+    from nag.search.bo import guidance_scale
+
+    ctx = _ctx(table, 40, seed=4)
+    values = np.array([q.value for q in ctx.history])
+    assert 0 < guidance_scale(ctx) < values.std()

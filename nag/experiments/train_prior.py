@@ -75,11 +75,13 @@ def train_prior(cfg: DictConfig) -> dict[str, Any]:
         _trainer(cfg, out).fit(module, datamodule=data, ckpt_path=str(last) if last.is_file() else None)
     train_s = time.perf_counter() - start
 
+    module.cpu()  # sampling and checkpoints live on the CPU whatever the trainer used
     prior = Prior(space, module.sde, module.ema, plain(cfg.net), data.split_info())
     train_loss = dataset_loss(prior, data.train_states)
+    losses = {"train_loss": train_loss}
     heldout = data.heldout_archs[: len(data.train_archs)]
-    # the same loss on archs never trained on: a gap to train_loss means memorisation
-    losses = {"train_loss": train_loss} | ({"heldout_loss": dataset_loss(prior, to_state(space, heldout))} if heldout else {})
+    if heldout:  # the same loss on archs never trained on: a gap to train_loss means memorisation
+        losses["heldout_loss"] = dataset_loss(prior, to_state(space, heldout))
     extra = {"steps": int(module.global_step), "train_loss": train_loss, "recipe": plain(cfg.train)}
     save_prior(prior, out / "prior.pt", extra=extra)
     if cfg.get("save_default"):

@@ -33,8 +33,8 @@ METHODS: dict[str, tuple[str, dict[str, Any]]] = {
     "prior_filter": ("bo", {"optimizer": "prior_filter", "acquisition": "ts",
                             "optimizer_params": {"n_samples": 100, "steps": 20}}),
     "diffusion_bo": ("bo", {
-        "optimizer": "diffusion", "acquisition": "ts", "surrogate_params": {"noise_aware": True},
-        "optimizer_params": {"n_samples": 64, "steps": 20, "weight": 10.0, "trust_top": 10, "trust_radius": 1.0},
+        "optimizer": "diffusion", "acquisition": "ts",
+        "optimizer_params": {"n_samples": 64, "steps": 20, "weight": 10.0, "trust_top": 0},
     }),
 }
 
