@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -101,3 +102,14 @@ def test_default_sampler_is_particle_guided_in_a_time_window():
     assert iid.guides == () and iid.solver.config()["steps"] == cfg.solver.steps
     archs = prior.sample(6, seed=0, batch_size=3)  # Prior.sample: same GuidedSampler path, default solver
     assert len(archs) == 6 and all(space.is_valid(a) for a in archs)
+
+
+SPACE_CONFIGS = sorted(p.stem for p in (Path(__file__).resolve().parents[1] / "experiments" / "space").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("space_name", SPACE_CONFIGS)
+def test_train_prior_works_for_every_configured_space(space_name, tmp_path):
+    """No per-space code: only the SearchSpace contract (finite or sampled, optional nodes or not)."""
+    res = train(tmp_path, 2, f"space={space_name}", "data.n_samples=32")
+    assert res["steps"] == 2 and res["validity"] == 1.0 and res["n"] == 12
+

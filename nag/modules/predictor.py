@@ -19,7 +19,6 @@ import inspect
 import logging
 import math
 import os
-import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -29,6 +28,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from nag.io import atomic_torch_save
 from nag.diffusion.sde import SDE, bcast, build_sde, perturb, sample_time
 from nag.errors import CheckpointMismatchError, ConfigError
 from nag.registry import Registry
@@ -401,21 +401,6 @@ class Predictor:
 
 
 # ----- checkpoint helpers (shared with the meta-predictor) -----------------------------------
-def atomic_torch_save(obj: Any, path: str | os.PathLike) -> Path:
-    """torch.save to a temporary file in the target folder, then os.replace."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
-
-
 def read_checkpoint(path: str | os.PathLike, fmt: str) -> dict[str, Any]:
     """A checkpoint dict of format ``fmt``; CheckpointMismatchError for anything else."""
     from nag.errors import MissingDataError

@@ -34,7 +34,7 @@ METHODS: dict[str, tuple[str, dict[str, Any]]] = {
                             "optimizer_params": {"n_samples": 100, "steps": 20}}),
     "diffusion_bo": ("bo", {
         "optimizer": "diffusion", "acquisition": "ts",
-        "optimizer_params": {"n_samples": 64, "steps": 20, "weight": 10.0, "trust_top": 0},
+        "optimizer_params": {"n_samples": 64, "steps": 20, "weight": 10.0, "trust_top": 10, "mutations": 100},
     }),
 }
 

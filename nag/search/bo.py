@@ -185,6 +185,8 @@ class DiffusionPool(PoolOptimizer):
             ``trust_top`` best archs (0 = none), radius in changed nodes, and its weight.
         guide_surrogate, guide_params: the noise-aware surrogate fitted for guidance (name in
             ``SURROGATES`` and its settings).
+        mutations: also add this many ``mutation_pool`` candidates (local moves from the best
+            archs) to the generated ones; 0 = generated candidates only.
     """
 
     name = "diffusion"
@@ -206,10 +208,12 @@ class DiffusionPool(PoolOptimizer):
         trust_weight: float = 1.0,
         guide_surrogate: str = "fast",
         guide_params: dict[str, Any] | None = None,
+        mutations: int = 0,
         by_canonical: bool = True,
     ) -> None:
         super().__init__(space, pool_size, by_canonical)
         self._prior = prior
+        self.local = MutationPool(space, pool_size=mutations, by_canonical=by_canonical) if mutations else None
         self.guide_surrogate_name = guide_surrogate
         self.guide_params = dict(guide_params or {})
         self.trust_top, self.trust_radius, self.trust_weight = trust_top, trust_radius, trust_weight
@@ -251,8 +255,10 @@ class DiffusionPool(PoolOptimizer):
                                        np.array([q.value for q in top]), self.trust_radius)
             guides.append(Guide(mixture, weight=self.trust_weight, direction="max"))
         sampler = GuidedSampler(self.prior, guides, solver=self.solver, batch_size=self.batch_size)
-        archs = sampler.sample(self.n_samples, seed=ctx.torch_seed())
-        return ctx.fresh(archs, self.by_canonical)[: self.pool_size]
+        archs = ctx.fresh(sampler.sample(self.n_samples, seed=ctx.torch_seed()), self.by_canonical)[: self.pool_size]
+        if self.local is not None:
+            archs = ctx.fresh(archs + self.local.propose(ctx, surrogate), self.by_canonical)
+        return archs
 
     def guide_surrogate(self, ctx: SearchContext) -> Any:
         """A noise-aware surrogate under the prior's SDE, fitted on every evaluated arch.

@@ -136,7 +136,7 @@ def fit_fast(
     ensemble: int = 5,
     hidden: int = 64,
     layers: int = 2,
-    steps: int = 200,
+    steps: int = 100,
     lr: float = 1e-2,
     weight_decay: float = 1e-4,
     noise_aware: bool = False,
