@@ -14,6 +14,7 @@ import contextvars
 import importlib
 import importlib.util
 import inspect
+import math
 import numbers
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -224,7 +225,8 @@ def clean_results(results: Mapping[str, Any], name: str = "experiment") -> dict[
         elif isinstance(value, numbers.Integral):
             out[str(key)] = int(value)
         elif isinstance(value, numbers.Real):
-            out[str(key)] = float(value)  # NaN/inf are written as null (nag.io's JSON policy)
+            value = float(value)  # NaN/inf become None, exactly as results.json writes them (null)
+            out[str(key)] = value if math.isfinite(value) else None
         else:
             raise TypeError(
                 f"experiment {name!r} returned {type(value).__name__} for {key!r}; results.json holds numbers "
