@@ -41,6 +41,8 @@ _BUILTINS: dict[str, str] = {
     "build_meta_db": "nag.experiments.build_meta_db",
     "train_meta_predictor": "nag.experiments.train_meta_predictor",
     "bo_nas": "nag.experiments.bo_nas",
+    "fit_cost_predictor": "nag.experiments.fit_cost_predictor",
+    "pareto_generation": "nag.experiments.pareto_generation",
 }
 
 _RUN_DIR: contextvars.ContextVar[Path | None] = contextvars.ContextVar("nag_run_dir", default=None)

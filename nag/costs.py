@@ -1,0 +1,315 @@
+"""Architecture costs measured on this machine, and cost predictors trained on them.
+
+Measuring (``measure_costs``): each arch's costs go into a JSON Lines file, one row per arch,
+appended and fsynced as soon as it is measured::
+
+    {"arch": "<space.format(arch)>", "latency_ms": 5.9, "params_M": 3.7, "flops_M": 86.7,
+     "context": {"batch_size": 1, "runs": 10, "warmup": 3, "torch_threads": 1, ...}}
+
+Rerunning with the same file skips the archs already there, so a killed run resumes where it
+stopped; a file measured under another ``context`` (threads, resolution, ...) is refused rather
+than mixed. The metrics are ``COST_METRICS``: ``params_M`` / ``flops_M`` from ``space.cost`` (the
+contract) and ``latency_ms`` from ``space.latency(arch, batch_size, runs, warmup)``, which spaces
+that can be timed provide (mbv3 does).
+
+Fitting (``fit_cost_predictor``): a noise-aware ``Predictor`` (nag.modules.predictor) of the
+cost columns, fit on a training split and scored on the held-out rest, saved with a record of
+how its data was measured (``save_cost_predictor`` / ``cost_predictor_info``).
+"""
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from nag.errors import ConfigError, MissingDataError
+from nag.io import append_jsonl, atomic_torch_save, read_jsonl
+from nag.spaces.base import Arch, SearchSpace
+
+PREDICTOR_ASSETS = Path(__file__).resolve().parent / "assets" / "predictors"
+
+
+@dataclass(frozen=True)
+class Timing:
+    """How a latency is measured: batch size, timed runs (median taken) after warm-up runs."""
+
+    batch_size: int = 1
+    runs: int = 10
+    warmup: int = 3
+
+
+def _latency(space: SearchSpace, arch: Arch, timing: Timing) -> float:
+    fn = getattr(space, "latency", None)
+    if not callable(fn):
+        raise ConfigError(
+            f"space {space.name!r} cannot be timed: it has no latency(arch, batch_size, runs, warmup) method. "
+            f"Measure only {sorted(k for k in COST_METRICS if k != 'latency_ms')}, or implement latency in the space"
+        )
+    return float(fn(arch, batch_size=timing.batch_size, runs=timing.runs, warmup=timing.warmup))
+
+
+# metric -> measure(space, arch, timing) -> value
+COST_METRICS: dict[str, Callable[[SearchSpace, Arch, Timing], float]] = {
+    "latency_ms": _latency,
+    "params_M": lambda space, arch, timing: float(space.cost(arch)["params_M"]),
+    "flops_M": lambda space, arch, timing: float(space.cost(arch)["flops_M"]),
+}
+
+
+def check_metrics(metrics: Sequence[str]) -> list[str]:
+    """``metrics`` as a list, each one of ``COST_METRICS`` (ConfigError otherwise)."""
+    metrics = list(metrics)
+    unknown = [m for m in metrics if m not in COST_METRICS]
+    if unknown or not metrics:
+        raise ConfigError(f"cost metrics {unknown or '[]'} are not measurable; accepted: {sorted(COST_METRICS)}")
+    return metrics
+
+
+def measure_context(timing: Timing, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """What a measurement depends on: the timing, torch's thread count and ``extra`` (e.g. the space config)."""
+    return {**dict(extra or {}), "batch_size": timing.batch_size, "runs": timing.runs,
+            "warmup": timing.warmup, "torch_threads": torch.get_num_threads()}
+
+
+def measure_arch(space: SearchSpace, arch: Arch, metrics: Sequence[str], timing: Timing = Timing()) -> dict[str, float]:
+    """``{metric: value}`` of one arch (see ``COST_METRICS``)."""
+    return {m: COST_METRICS[m](space, arch, timing) for m in check_metrics(metrics)}
+
+
+def measure_costs(
+    space: SearchSpace,
+    archs: Sequence[Arch],
+    path: str | Path,
+    metrics: Sequence[str] = ("latency_ms",),
+    timing: Timing = Timing(),
+    context: Mapping[str, Any] | None = None,
+    progress: bool = True,
+) -> list[dict[str, Any]]:
+    """Measure ``metrics`` of ``archs`` into the JSONL file ``path`` (resumable); its rows for ``archs``.
+
+    Archs already in the file are not measured again. Raises ConfigError when the file's rows
+    were measured under another context or lack one of ``metrics``.
+    """
+    from tqdm.auto import tqdm
+
+    metrics = check_metrics(metrics)
+    ctx = measure_context(timing, context)
+    path = Path(path)
+    done: dict[str, dict[str, Any]] = {}
+    for row in read_jsonl(path, missing_ok=True):
+        _check_row(row, ctx, metrics, path)
+        done[row["arch"]] = row
+    names = [space.format(a) for a in archs]
+    todo = [(name, a) for name, a in dict(zip(names, archs)).items() if name not in done]
+    for name, arch in tqdm(todo, desc=f"measuring {', '.join(metrics)}", disable=not progress or not todo):
+        row = {"arch": name, **measure_arch(space, arch, metrics, timing), "context": ctx}
+        append_jsonl(path, row)
+        done[name] = row
+    return [done[name] for name in names]
+
+
+def _check_row(row: Mapping[str, Any], ctx: Mapping[str, Any], metrics: Sequence[str], path: Path) -> None:
+    if not isinstance(row, Mapping) or "arch" not in row:
+        raise ConfigError(f"{path} is not a costs file: a row has no 'arch' ({row!r:.200})")
+    if row.get("context") != dict(ctx):
+        raise ConfigError(
+            f"{path} was measured under {row.get('context')}, not under the requested {dict(ctx)}; "
+            f"use another file (measure.path=...) or the recorded settings"
+        )
+    missing = [m for m in metrics if m not in row]
+    if missing:
+        raise ConfigError(f"{path}: row {row['arch']!r} has no {missing}; measure into another file")
+
+
+def read_costs(path: str | Path, space: SearchSpace, metrics: Sequence[str]) -> tuple[list[Arch], dict[str, np.ndarray]]:
+    """Archs and ``{metric: values}`` of a costs JSONL file."""
+    path = Path(path)
+    if not path.is_file():
+        raise MissingDataError(f"no costs file at {path}; write one with nag.costs.measure_costs or experiment=fit_cost_predictor")
+    rows = read_jsonl(path)
+    missing = sorted({m for row in rows for m in metrics if m not in row})
+    if missing:
+        raise ConfigError(f"{path}: some rows have no {missing}; its rows hold {sorted(rows[0]) if rows else []}")
+    archs = [space.parse(row["arch"]) for row in rows]
+    return archs, {m: np.array([row[m] for row in rows], dtype=np.float64) for m in metrics}
+
+
+# ----- tables ---------------------------------------------------------------------------------
+def table_arch_fn(space: SearchSpace, reader: Mapping[str, Any] | None) -> Callable[[dict[str, str]], Any] | None:
+    """``BenchmarkTable.from_csv``'s ``arch_fn`` from a config: ``{method, columns[, where]}``.
+
+    The arch of a row is ``getattr(space, method)(*(row[c] for c in columns))``, e.g.
+    ``{method: from_ofa, columns: [depths, kernel_sizes, expand_ratios]}`` for OFA / HELP tables;
+    ``where: {column: value}`` keeps only matching rows. None = the table's ``arch`` column.
+    """
+    if reader is None:
+        return None
+    reader = dict(reader)
+    unknown = sorted(set(reader) - {"method", "columns", "where"})
+    method = getattr(space, str(reader.get("method")), None)
+    columns = list(reader.get("columns") or [])
+    if unknown or not callable(method) or not columns:
+        raise ConfigError(
+            f"table arch reader {reader} needs 'method' (a method of space {space.name!r}) and 'columns' "
+            f"(the row cells it takes), optionally 'where' {{column: value}}; e.g. "
+            f"{{method: from_ofa, columns: [depths, kernel_sizes, expand_ratios]}}"
+        )
+    where = {str(k): str(v) for k, v in dict(reader.get("where") or {}).items()}
+
+    def arch_fn(row: dict[str, str]) -> Any:
+        if any(row.get(k) != v for k, v in where.items()):
+            return None
+        try:
+            cells = [row[c] for c in columns]
+        except KeyError as exc:
+            raise ConfigError(f"the table has no column {exc.args[0]!r}; its columns are {sorted(row)}") from None
+        return method(*cells)
+
+    return arch_fn
+
+
+def read_table_costs(
+    path: str | Path, space: SearchSpace, metrics: Sequence[str], reader: Mapping[str, Any] | None = None
+) -> tuple[list[Arch], dict[str, np.ndarray]]:
+    """Archs and ``{metric: values}`` of a benchmark CSV (``reader``: see ``table_arch_fn``)."""
+    from nag.benchmarks.table import BenchmarkTable
+
+    table = BenchmarkTable.from_csv(Path(path).expanduser(), space, arch_fn=table_arch_fn(space, reader))
+    return list(table.archs), {m: np.asarray(table.values(m), dtype=np.float64) for m in metrics}
+
+
+# ----- predictors -----------------------------------------------------------------------------
+def regression_scores(pred: np.ndarray, true: np.ndarray) -> dict[str, float]:
+    """``spearman``, ``kendall``, ``pearson``, ``mae``, ``r2`` of predictions against truth (1-D arrays)."""
+    from scipy.stats import kendalltau, pearsonr, spearmanr
+
+    pred, true = np.asarray(pred, dtype=np.float64), np.asarray(true, dtype=np.float64)
+    if len(true) < 3:
+        return {k: math.nan for k in ("spearman", "kendall", "pearson", "mae", "r2")}
+    ss = float(((true - true.mean()) ** 2).sum())
+    return {
+        "spearman": float(spearmanr(pred, true).statistic),
+        "kendall": float(kendalltau(pred, true).statistic),
+        "pearson": float(pearsonr(pred, true).statistic),
+        "mae": float(np.abs(pred - true).mean()),
+        "r2": 1.0 - float(((true - pred) ** 2).sum()) / ss if ss > 0 else math.nan,
+    }
+
+
+def split_rows(n: int, n_train: int | None, heldout_frac: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Seeded row indices (train, held-out): ``n_train`` rows train (None: all but ``heldout_frac``)."""
+    if not 0.0 <= heldout_frac < 1.0:
+        raise ConfigError(f"heldout_frac must be in [0, 1), got {heldout_frac}")
+    order = np.random.default_rng(seed).permutation(n)
+    k = n - int(round(heldout_frac * n)) if n_train is None else int(n_train)
+    if not 2 <= k <= n:
+        raise ConfigError(f"cannot train on {k} of {n} rows; ask for 2..{n} (n_train) or measure more archs")
+    return order[:k], order[k:]
+
+
+def fit_cost_predictor(
+    space: SearchSpace,
+    archs: Sequence[Arch],
+    y: Mapping[str, np.ndarray],
+    sde_config: Mapping[str, Any],
+    train_rows: np.ndarray,
+    heldout_rows: np.ndarray,
+    seed: int = 0,
+    **fit_options: Any,
+) -> tuple[Any, dict[str, float]]:
+    """Fit a noise-aware predictor of every column of ``y`` on ``train_rows``; score it on ``heldout_rows``.
+
+    Returns the Predictor and ``{"<metric>_<score>": value}`` (``regression_scores`` at t = 0).
+    ``fit_options`` go to ``nag.modules.predictor.fit_predictor`` (steps, ensemble, net_config, ...).
+    """
+    from nag.modules.predictor import fit_predictor
+
+    targets = list(y)
+    pick = lambda rows: [archs[i] for i in rows]  # noqa: E731
+    predictor = fit_predictor(
+        space, pick(train_rows), {m: y[m][train_rows] for m in targets}, sde_config,
+        targets=targets, seed=seed, **{k: v for k, v in fit_options.items() if v is not None},
+    )
+    scores: dict[str, float] = {}
+    if len(heldout_rows):
+        mean, _ = predictor.predict_archs(pick(heldout_rows))
+        for j, m in enumerate(targets):
+            for k, v in regression_scores(mean[:, j].numpy(), y[m][heldout_rows]).items():
+                scores[f"{m}_{k}"] = v
+    return predictor, scores
+
+
+def default_predictor_path(space_name: str, name: str) -> Path:
+    """Where nag ships predictor ``name`` of a space: ``nag/assets/predictors/<space>_<name>.pt``."""
+    return PREDICTOR_ASSETS / f"{space_name}_{name}.pt"
+
+
+def resolve_predictor_path(value: str | Path) -> Path:
+    """A predictor file: a path, or the name of a shipped one (``mbv3_latency_cpu``)."""
+    path = Path(str(value)).expanduser()
+    if path.suffix != ".pt" and len(path.parts) == 1:
+        shipped = PREDICTOR_ASSETS / f"{value}.pt"
+        if not shipped.is_file():
+            names = sorted(p.stem for p in PREDICTOR_ASSETS.glob("*.pt"))
+            raise MissingDataError(f"nag ships no predictor {value!r}; shipped: {names}. Or pass a path to a .pt file")
+        return shipped
+    if not path.is_file():
+        raise MissingDataError(f"no predictor checkpoint at {path}; write one with experiment=fit_cost_predictor")
+    return path
+
+
+def save_cost_predictor(predictor: Any, path: str | Path, info: Mapping[str, Any]) -> Path:
+    """Save ``predictor`` atomically with ``info`` (how its data was measured, its held-out scores)."""
+    ckpt = predictor.checkpoint()
+    ckpt["info"] = dict(info)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return atomic_torch_save(ckpt, path)
+
+
+def load_cost_predictor(value: str | Path, space: SearchSpace | None = None) -> Any:
+    """The Predictor at a path or shipped name (see ``resolve_predictor_path``); refuses another space."""
+    from nag.modules.predictor import Predictor
+
+    return Predictor.load(resolve_predictor_path(value), space)
+
+
+def cost_predictor_info(value: str | Path) -> dict[str, Any]:
+    """The ``info`` saved with a predictor ({} when there is none)."""
+    ckpt = torch.load(resolve_predictor_path(value), map_location="cpu", weights_only=True)
+    return dict(ckpt.get("info") or {})
+
+
+def timed(fn: Callable[[], Any]) -> tuple[Any, float]:
+    """``fn()`` and its wall seconds."""
+    start = time.perf_counter()
+    out = fn()
+    return out, time.perf_counter() - start
+
+
+__all__ = [
+    "COST_METRICS",
+    "PREDICTOR_ASSETS",
+    "Timing",
+    "check_metrics",
+    "cost_predictor_info",
+    "default_predictor_path",
+    "fit_cost_predictor",
+    "load_cost_predictor",
+    "measure_arch",
+    "measure_context",
+    "measure_costs",
+    "read_costs",
+    "read_table_costs",
+    "regression_scores",
+    "resolve_predictor_path",
+    "save_cost_predictor",
+    "split_rows",
+    "table_arch_fn",
+]
