@@ -3,14 +3,14 @@
 Measuring (``measure_costs``): each arch's costs go into a JSON Lines file, one row per arch,
 appended and fsynced as soon as it is measured::
 
-    {"arch": "<space.format(arch)>", "latency_ms": 5.9, "params_M": 3.7, "flops_M": 86.7,
-     "context": {"batch_size": 1, "runs": 10, "warmup": 3, "torch_threads": 1, ...}}
+    {"arch": "<space.format(arch)>", "latency_ms": 5.9, "params_M": 3.7, "flops_M": 86.7, "reference_ms": 6.1,
+     "context": {"batch_size": 1, "runs": 10, "warmup": 3, "reference": "<arch>", "torch_threads": 1, ...}}
 
 Rerunning with the same file skips the archs already there, so a killed run resumes where it
 stopped; a file measured under another ``context`` (threads, resolution, ...) is refused rather
 than mixed. The metrics are ``COST_METRICS``: ``params_M`` / ``flops_M`` from ``space.cost`` (the
-contract) and ``latency_ms`` from ``space.latency(arch, batch_size, runs, warmup)``, which spaces
-that can be timed provide (mbv3 does).
+contract) and ``latency_ms`` from ``LatencyMeter``: CPU timing of ``space.build(arch, None)`` at
+``space.default_input_shape()``, paired with a reference network so that machine load cancels.
 
 Fitting (``fit_cost_predictor``): a noise-aware ``Predictor`` (nag.modules.predictor) of the
 cost columns, fit on a training split and scored on the held-out rest, saved with a record of
@@ -37,28 +37,76 @@ PREDICTOR_ASSETS = Path(__file__).resolve().parent / "assets" / "predictors"
 
 @dataclass(frozen=True)
 class Timing:
-    """How a latency is measured: batch size, timed runs (median taken) after warm-up runs."""
+    """How latency is measured (see ``LatencyMeter``).
+
+    Args:
+        batch_size: images per forward pass.
+        runs: timed (reference, arch) pairs per arch; the median ratio is kept.
+        warmup: untimed passes of both first.
+        reference: the reference arch (string form); None = ``space.sample(1, 0)[0]``.
+    """
 
     batch_size: int = 1
     runs: int = 10
     warmup: int = 3
+    reference: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1 or self.runs < 1 or self.warmup < 0:
+            raise ConfigError(f"timing needs batch_size >= 1, runs >= 1, warmup >= 0; got {self}")
 
 
-def _latency(space: SearchSpace, arch: Arch, timing: Timing) -> float:
-    fn = getattr(space, "latency", None)
-    if not callable(fn):
-        raise ConfigError(
-            f"space {space.name!r} cannot be timed: it has no latency(arch, batch_size, runs, warmup) method. "
-            f"Measure only {sorted(k for k in COST_METRICS if k != 'latency_ms')}, or implement latency in the space"
-        )
-    return float(fn(arch, batch_size=timing.batch_size, runs=timing.runs, warmup=timing.warmup))
+class LatencyMeter:
+    """CPU latency (ms) of ``space.build(arch, None)`` in eval mode at ``space.default_input_shape()``.
+
+    On a shared machine a plain median of timed passes tracks the machine's load more than the
+    arch (test-retest Spearman 0.04 on this project's 2-core box under load, docs/mbv3.md). So
+    every timed pass of the arch follows one of a fixed reference network, and the arch's
+    latency is ``median(t_arch / t_ref) * reference_ms``: a slowdown that hits both passes of a
+    pair cancels, and the median drops pairs hit by a burst. ``reference_ms`` is the reference's
+    median over ``max(30, 3 * runs)`` passes, measured once when the meter is made.
+    """
+
+    def __init__(self, space: SearchSpace, timing: Timing = Timing()) -> None:
+        self.space, self.timing = space, timing
+        ref = space.parse(timing.reference) if timing.reference is not None else space.sample(1, 0)[0]
+        self.reference = space.format(ref)
+        self._ref = space.build(ref, None).eval()
+        gen = torch.Generator().manual_seed(0)
+        self._x = torch.randn(timing.batch_size, *space.default_input_shape(), generator=gen)
+        with torch.inference_mode():
+            for _ in range(max(timing.warmup, 1)):
+                self._ref(self._x)
+            self.reference_ms = 1e3 * float(np.median([self._time(self._ref) for _ in range(max(30, 3 * timing.runs))]))
+
+    def _time(self, model: torch.nn.Module) -> float:
+        start = time.perf_counter()
+        model(self._x)
+        return time.perf_counter() - start
+
+    def ratio(self, arch: Arch) -> float:
+        """Median over ``runs`` pairs of ``t_arch / t_ref``."""
+        model = self.space.build(arch, None).eval()
+        with torch.inference_mode():
+            for _ in range(self.timing.warmup):
+                self._ref(self._x)
+                model(self._x)
+            ratios = []
+            for _ in range(self.timing.runs):
+                t_ref = self._time(self._ref)
+                ratios.append(self._time(model) / t_ref)
+        return float(np.median(ratios))
+
+    def __call__(self, arch: Arch) -> float:
+        """Latency of ``arch`` in ms (the reference's scale)."""
+        return self.ratio(arch) * self.reference_ms
 
 
-# metric -> measure(space, arch, timing) -> value
-COST_METRICS: dict[str, Callable[[SearchSpace, Arch, Timing], float]] = {
-    "latency_ms": _latency,
-    "params_M": lambda space, arch, timing: float(space.cost(arch)["params_M"]),
-    "flops_M": lambda space, arch, timing: float(space.cost(arch)["flops_M"]),
+# metric -> measure(space, arch, meter) -> value; ``meter`` is the call's LatencyMeter (made on first use)
+COST_METRICS: dict[str, Callable[[SearchSpace, Arch, Callable[[], LatencyMeter]], float]] = {
+    "latency_ms": lambda space, arch, meter: meter()(arch),
+    "params_M": lambda space, arch, meter: float(space.cost(arch)["params_M"]),
+    "flops_M": lambda space, arch, meter: float(space.cost(arch)["flops_M"]),
 }
 
 
@@ -71,15 +119,32 @@ def check_metrics(metrics: Sequence[str]) -> list[str]:
     return metrics
 
 
-def measure_context(timing: Timing, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """What a measurement depends on: the timing, torch's thread count and ``extra`` (e.g. the space config)."""
-    return {**dict(extra or {}), "batch_size": timing.batch_size, "runs": timing.runs,
-            "warmup": timing.warmup, "torch_threads": torch.get_num_threads()}
+def measure_context(space: SearchSpace, timing: Timing, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """What a measurement depends on: the timing (with its reference arch), torch's thread count
+    and ``extra`` (e.g. the space config)."""
+    reference = timing.reference if timing.reference is not None else space.format(space.sample(1, 0)[0])
+    return {**dict(extra or {}), "batch_size": timing.batch_size, "runs": timing.runs, "warmup": timing.warmup,
+            "reference": reference, "torch_threads": torch.get_num_threads()}
 
 
-def measure_arch(space: SearchSpace, arch: Arch, metrics: Sequence[str], timing: Timing = Timing()) -> dict[str, float]:
-    """``{metric: value}`` of one arch (see ``COST_METRICS``)."""
-    return {m: COST_METRICS[m](space, arch, timing) for m in check_metrics(metrics)}
+class _LazyMeter:
+    """Makes the LatencyMeter (and its calibration) only when a latency is first asked for."""
+
+    def __init__(self, space: SearchSpace, timing: Timing) -> None:
+        self.space, self.timing, self.meter = space, timing, None
+
+    def __call__(self) -> LatencyMeter:
+        if self.meter is None:
+            self.meter = LatencyMeter(self.space, self.timing)
+        return self.meter
+
+
+def measure_arch(
+    space: SearchSpace, arch: Arch, metrics: Sequence[str], meter: Callable[[], LatencyMeter] | None = None
+) -> dict[str, float]:
+    """``{metric: value}`` of one arch (see ``COST_METRICS``); ``meter`` returns the LatencyMeter to use."""
+    meter = meter or _LazyMeter(space, Timing())
+    return {m: COST_METRICS[m](space, arch, meter) for m in check_metrics(metrics)}
 
 
 def measure_costs(
@@ -93,13 +158,14 @@ def measure_costs(
 ) -> list[dict[str, Any]]:
     """Measure ``metrics`` of ``archs`` into the JSONL file ``path`` (resumable); its rows for ``archs``.
 
-    Archs already in the file are not measured again. Raises ConfigError when the file's rows
-    were measured under another context or lack one of ``metrics``.
+    Archs already in the file are not measured again. Rows with a latency also record the
+    reference's ``reference_ms`` of the session that measured them. Raises ConfigError when the
+    file's rows were measured under another context or lack one of ``metrics``.
     """
     from tqdm.auto import tqdm
 
     metrics = check_metrics(metrics)
-    ctx = measure_context(timing, context)
+    ctx = measure_context(space, timing, context)
     path = Path(path)
     done: dict[str, dict[str, Any]] = {}
     for row in read_jsonl(path, missing_ok=True):
@@ -107,8 +173,12 @@ def measure_costs(
         done[row["arch"]] = row
     names = [space.format(a) for a in archs]
     todo = [(name, a) for name, a in dict(zip(names, archs)).items() if name not in done]
+    meter = _LazyMeter(space, timing)
     for name, arch in tqdm(todo, desc=f"measuring {', '.join(metrics)}", disable=not progress or not todo):
-        row = {"arch": name, **measure_arch(space, arch, metrics, timing), "context": ctx}
+        row: dict[str, Any] = {"arch": name, **measure_arch(space, arch, metrics, meter)}
+        if meter.meter is not None:
+            row["reference_ms"] = meter.meter.reference_ms
+        row["context"] = ctx
         append_jsonl(path, row)
         done[name] = row
     return [done[name] for name in names]
@@ -286,16 +356,10 @@ def cost_predictor_info(value: str | Path) -> dict[str, Any]:
     return dict(ckpt.get("info") or {})
 
 
-def timed(fn: Callable[[], Any]) -> tuple[Any, float]:
-    """``fn()`` and its wall seconds."""
-    start = time.perf_counter()
-    out = fn()
-    return out, time.perf_counter() - start
-
-
 __all__ = [
     "COST_METRICS",
     "PREDICTOR_ASSETS",
+    "LatencyMeter",
     "Timing",
     "check_metrics",
     "cost_predictor_info",

@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 import nag.spaces
 from nag.costs import (
     COST_METRICS,
+    LatencyMeter,
     Timing,
     cost_predictor_info,
     default_predictor_path,
@@ -81,18 +82,30 @@ def test_measure_costs_is_resumable_and_refuses_another_context(small, tmp_path)
         measure_costs(small, archs, path, ["params_M"], timing, progress=False)
 
 
-def test_measure_costs_errors_name_what_is_accepted(tmp_path):
+def test_measure_costs_any_space_and_errors(tmp_path):
+    """Latency is timed through the contract (build + default_input_shape), so any space can be timed."""
     nb201 = get_space("nb201", C=4, N=1)
     archs = nb201.sample(2, 0)
-    with pytest.raises(ConfigError, match="cannot be timed"):
-        measure_costs(nb201, archs, tmp_path / "a.jsonl", ["latency_ms"], progress=False)
+    rows = measure_costs(nb201, archs, tmp_path / "b.jsonl", ["params_M", "latency_ms"], Timing(runs=2, warmup=1), progress=False)
+    assert rows[0]["params_M"] == pytest.approx(nb201.cost(archs[0])["params_M"])
+    assert rows[0]["latency_ms"] > 0 and rows[0]["reference_ms"] > 0
+    assert rows[0]["context"]["reference"] == nb201.format(nb201.sample(1, 0)[0])
     with pytest.raises(ConfigError, match="accepted"):
         measure_costs(nb201, archs, tmp_path / "a.jsonl", ["energy_mJ"], progress=False)
-    rows = measure_costs(nb201, archs, tmp_path / "b.jsonl", ["params_M"], progress=False)  # any space has cost()
-    assert rows[0]["params_M"] == pytest.approx(nb201.cost(archs[0])["params_M"])
+    with pytest.raises(ConfigError, match="runs"):
+        Timing(runs=0)
     assert set(COST_METRICS) == {"latency_ms", "params_M", "flops_M"}
     with pytest.raises(MissingDataError):
         read_costs(tmp_path / "none.jsonl", nb201, ["params_M"])
+
+
+def test_latency_meter_ranks_a_big_net_above_a_small_one(small):
+    meter = LatencyMeter(small, Timing(runs=5, warmup=1, reference="k3e4-k3e4|k3e4-k3e4|k3e4-k3e4|k3e4-k3e4|k3e4-k3e4"))
+    tiny = small.parse("k3e3-k3e3|k3e3-k3e3|k3e3-k3e3|k3e3-k3e3|k3e3-k3e3")
+    huge = small.parse("|".join(["k7e6-k7e6-k7e6-k7e6"] * 5))
+    assert meter.reference == "k3e4-k3e4|k3e4-k3e4|k3e4-k3e4|k3e4-k3e4|k3e4-k3e4" and meter.reference_ms > 0
+    assert meter.ratio(huge) > 1.3 * meter.ratio(tiny)  # 20 vs 10 blocks, 2x the kernels and expansions
+    assert meter(tiny) == pytest.approx(meter.reference_ms * meter.ratio(tiny), rel=0.5)
 
 
 def test_table_reader_and_ofa_table(ofa_csv):
