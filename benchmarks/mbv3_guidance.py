@@ -1,10 +1,11 @@
 """Latency and constraint guidance on MobileNetV3 (OFA), judged by independent data.
 
-    OMP_NUM_THREADS=1 python benchmarks/mbv3_guidance.py [--part table cpu pareto] [--n 256] [--out DIR]
+    OMP_NUM_THREADS=1 python benchmarks/mbv3_guidance.py [--part table cpu pareto] [--n 256] [--weights 3 10 30]
 
 Needs the shipped mbv3 prior and CPU-latency predictor, and ``../shared/data/ofa/ofa_mbv3_latency.csv``
-(``--ofa-csv``) for the table part. Prints every figure; writes ``summary.json`` (and the Pareto
-run's files) into ``--out`` (default ``benchmarks/results/mbv3_guidance``).
+(``--ofa-csv``) for the table part. Prints every figure; writes ``summary_<parts>.json`` and the
+Pareto run's CSVs, PNG and results.json into ``--out`` (default ``benchmarks/results/mbv3_guidance``);
+measurement caches (resumable JSONL) go to ``--work`` (default ``/tmp/nag_mbv3_guidance``).
 
 table
     A noise-aware GNN predictor of ``latency_ms_titan_rtx_1`` (GPU, batch 1) is fit on 1,000 rows
@@ -19,8 +20,8 @@ table
 table-free cpu
     The shipped CPU predictor (``mbv3_latency_cpu``) guides ``n`` samples to low latency; the
     guided samples, ``n`` unguided prior samples and ``n`` random subnets (``space.sample``) are
-    then *measured* here (nag.costs.LatencyMeter, interleaved, the predictor's own setting:
-    128 px, batch 1, 1 thread). Goal: guided median below the random subnets' 10th percentile.
+    then *measured* here (nag.costs.LatencyMeter, interleaved, the predictor's own setting and ms
+    scale: 128 px, batch 1, 1 thread). Goal: guided median below the random subnets' 10th percentile.
 pareto
     ``experiment=pareto_generation`` with its defaults: FLOPs (an accuracy proxy) maximised under
     a predicted latency bound; reports how many samples meet the bound by measurement.
@@ -38,12 +39,14 @@ from scipy.stats import spearmanr
 
 from nag.costs import (
     Timing,
+    cost_predictor_info,
     fit_cost_predictor,
     load_cost_predictor,
     measure_costs,
     read_table_costs,
     regression_scores,
     split_rows,
+    timing_like,
 )
 from nag.diffusion.guidance import Guide
 from nag.diffusion.prior import load_default_prior
@@ -137,9 +140,10 @@ def part_cpu(args: argparse.Namespace, out: dict, folder: Path) -> None:
         print(f"[cpu] weight {w:g}: {args.n} guided samples in {wall:.1f} s, unique {len(set(guided[w])) / args.n:.3f}")
     sets = {"random": random, "unguided": unguided, **{f"guided_w{w:g}": a for w, a in guided.items()}}
     order = [a for group in zip(*sets.values()) for a in group]  # interleaved: load hits every set alike
-    path = folder / "cpu_latency.jsonl"
-    rows = measure_costs(space, order, path, ["latency_ms"], Timing(runs=10, warmup=3),
-                         context={"space": {"name": "mbv3", "resolution": 128, "width_mult": 1.0}})
+    info = cost_predictor_info("mbv3_latency_cpu")
+    timing = timing_like(Timing(runs=10, warmup=3), [info])
+    rows = measure_costs(space, order, folder / "cpu_latency.jsonl", ["latency_ms"], timing,
+                         context={"space": info["measure_context"]["space"]})
     ms = {r["arch"]: r["latency_ms"] for r in rows}
     res = {}
     for name, archs in sets.items():
@@ -154,11 +158,18 @@ def part_cpu(args: argparse.Namespace, out: dict, folder: Path) -> None:
 
 
 def part_pareto(args: argparse.Namespace, out: dict, folder: Path) -> None:
+    import shutil
+
     from nag.experiments import run_experiment
     from nag.run import compose_config
 
-    cfg = compose_config(["experiment=pareto_generation", f"n={args.n}", f"n_unguided={args.n}", f"seed={args.seed}"])
-    results = run_experiment(cfg, out_dir=folder / "pareto")
+    cfg = compose_config(
+        ["experiment=pareto_generation", f"n={args.n}", f"n_unguided={args.n}", f"seed={args.seed}", "wandb.mode=disabled"]
+    )
+    run = folder / "pareto"
+    results = run_experiment(cfg, out_dir=run)
+    for name in ("samples.csv", "pareto_front.csv", "pareto.png", "results.json", "config.yaml"):
+        shutil.copyfile(run / name, args.out / f"pareto_{name}")
     for key in ("latency_ms_frac_satisfied", "unguided_latency_ms_frac_satisfied", "flops_M_median",
                 "unguided_flops_M_median", "latency_ms_median", "unguided_latency_ms_median", "front_size",
                 "front_guided_frac", "hypervolume", "unguided_hypervolume", "uniqueness"):
@@ -175,17 +186,19 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--ofa-csv", type=Path, default=OFA_CSV)
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "mbv3_guidance")
+    parser.add_argument("--work", type=Path, default=Path("/tmp/nag_mbv3_guidance"), help="measurement caches")
     args = parser.parse_args()
     torch.set_num_threads(1)
     args.out.mkdir(parents=True, exist_ok=True)
-    out: dict = {"n": args.n, "seed": args.seed, "weights": args.weights, "torch_threads": 1}
+    args.work.mkdir(parents=True, exist_ok=True)
+    out: dict = {"n": args.n, "seed": args.seed, "weights": args.weights, "torch_threads": 1, "parts": args.part}
     start = time.perf_counter()
     if "table" in args.part:
         part_table(args, out)
     if "cpu" in args.part:
-        part_cpu(args, out, args.out)
+        part_cpu(args, out, args.work)
     if "pareto" in args.part:
-        part_pareto(args, out, args.out)
+        part_pareto(args, out, args.work)
     out["wall_s"] = time.perf_counter() - start
     atomic_write_json(args.out / f"summary_{'_'.join(args.part)}.json", out)
     print(f"wall {out['wall_s']:.0f} s; written to {args.out}")

@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -44,12 +44,15 @@ class Timing:
         runs: timed (reference, arch) pairs per arch; the median ratio is kept.
         warmup: untimed passes of both first.
         reference: the reference arch (string form); None = ``space.sample(1, 0)[0]``.
+        reference_ms: the reference's latency that sets the ms scale; None = measure it once (see
+            ``LatencyMeter``). Give the value of earlier measurements to put new ones on their scale.
     """
 
     batch_size: int = 1
     runs: int = 10
     warmup: int = 3
     reference: str | None = None
+    reference_ms: float | None = None
 
     def __post_init__(self) -> None:
         if self.batch_size < 1 or self.runs < 1 or self.warmup < 0:
@@ -63,8 +66,10 @@ class LatencyMeter:
     arch (test-retest Spearman 0.04 on this project's 2-core box under load, docs/mbv3.md). So
     every timed pass of the arch follows one of a fixed reference network, and the arch's
     latency is ``median(t_arch / t_ref) * reference_ms``: a slowdown that hits both passes of a
-    pair cancels, and the median drops pairs hit by a burst. ``reference_ms`` is the reference's
-    median over ``max(30, 3 * runs)`` passes, measured once when the meter is made.
+    pair cancels, and the median drops pairs hit by a burst. ``reference_ms`` (``timing.reference_ms``,
+    else the reference's median over ``max(30, 3 * runs)`` passes, measured when the meter is made)
+    only sets the scale; that one number is load-sensitive, so measurements meant to be compared
+    with earlier ones (e.g. a predictor's constraint in ms) reuse the earlier ``reference_ms``.
     """
 
     def __init__(self, space: SearchSpace, timing: Timing = Timing()) -> None:
@@ -77,7 +82,9 @@ class LatencyMeter:
         with torch.inference_mode():
             for _ in range(max(timing.warmup, 1)):
                 self._ref(self._x)
-            self.reference_ms = 1e3 * float(np.median([self._time(self._ref) for _ in range(max(30, 3 * timing.runs))]))
+            self.reference_ms = timing.reference_ms or 1e3 * float(
+                np.median([self._time(self._ref) for _ in range(max(30, 3 * timing.runs))])
+            )
 
     def _time(self, model: torch.nn.Module) -> float:
         start = time.perf_counter()
@@ -171,6 +178,14 @@ def measure_costs(
     for row in read_jsonl(path, missing_ok=True):
         _check_row(row, ctx, metrics, path)
         done[row["arch"]] = row
+    scales = {row["reference_ms"] for row in done.values() if "reference_ms" in row}
+    if len(scales) > 1 or (scales and timing.reference_ms is not None and scales != {timing.reference_ms}):
+        raise ConfigError(
+            f"{path} holds latencies on the scale reference_ms={sorted(scales)}; timing.reference_ms="
+            f"{timing.reference_ms} would mix scales. Use another file, or timing.reference_ms={min(scales)}"
+        )
+    if scales and timing.reference_ms is None:  # a resumed file keeps its scale
+        timing = replace(timing, reference_ms=scales.pop())
     names = [space.format(a) for a in archs]
     todo = [(name, a) for name, a in dict(zip(names, archs)).items() if name not in done]
     meter = _LazyMeter(space, timing)
@@ -356,6 +371,25 @@ def cost_predictor_info(value: str | Path) -> dict[str, Any]:
     return dict(ckpt.get("info") or {})
 
 
+def timing_like(timing: Timing, infos: Sequence[Mapping[str, Any]]) -> Timing:
+    """``timing`` with the unset ``reference`` / ``reference_ms`` taken from predictors' records, so
+    that new latencies are on their training data's scale. Predictors that disagree are a ConfigError."""
+    found: dict[str, set] = {"reference": set(), "reference_ms": set()}
+    for info in infos:
+        ctx = info.get("measure_context") or {}
+        if ctx.get("reference") is not None:
+            found["reference"].add(ctx["reference"])
+        if info.get("reference_ms") is not None:
+            found["reference_ms"].add(float(info["reference_ms"]))
+    updates = {}
+    for key, values in found.items():
+        if getattr(timing, key) is None and values:
+            if len(values) > 1:
+                raise ConfigError(f"the guides' predictors were measured with different {key}s {sorted(values)}; set timing.{key}")
+            updates[key] = values.pop()
+    return replace(timing, **updates)
+
+
 __all__ = [
     "COST_METRICS",
     "PREDICTOR_ASSETS",
@@ -376,4 +410,5 @@ __all__ = [
     "save_cost_predictor",
     "split_rows",
     "table_arch_fn",
+    "timing_like",
 ]

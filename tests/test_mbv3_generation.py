@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +31,7 @@ from nag.costs import (
     save_cost_predictor,
     split_rows,
     table_arch_fn,
+    timing_like,
 )
 from nag.diffusion.guidance import Guide
 from nag.diffusion.prior import default_prior_path, load_default_prior
@@ -76,6 +78,10 @@ def test_measure_costs_is_resumable_and_refuses_another_context(small, tmp_path)
     assert got == archs and np.allclose(y["flops_M"], [r["flops_M"] for r in rows])
     # FLOPs are exact: the file agrees with space.cost
     assert y["flops_M"][0] == pytest.approx(small.cost(archs[0])["flops_M"])
+    scale = rows[0]["reference_ms"]
+    assert all(r["reference_ms"] == scale for r in rows)  # the resumed run kept the file's ms scale
+    with pytest.raises(ConfigError, match="mix scales"):
+        measure_costs(small, archs, path, ["latency_ms"], replace(timing, reference_ms=scale + 1), progress=False)
     with pytest.raises(ConfigError, match="measured under"):
         measure_costs(small, archs, path, ["latency_ms"], Timing(runs=2, warmup=0), progress=False)
     with pytest.raises(ConfigError, match="has no"):
@@ -106,6 +112,16 @@ def test_latency_meter_ranks_a_big_net_above_a_small_one(small):
     assert meter.reference == "k3e4-k3e4|k3e4-k3e4|k3e4-k3e4|k3e4-k3e4|k3e4-k3e4" and meter.reference_ms > 0
     assert meter.ratio(huge) > 1.3 * meter.ratio(tiny)  # 20 vs 10 blocks, 2x the kernels and expansions
     assert meter(tiny) == pytest.approx(meter.reference_ms * meter.ratio(tiny), rel=0.5)
+    fixed = LatencyMeter(small, Timing(runs=3, warmup=1, reference_ms=100.0))
+    assert fixed.reference_ms == 100.0 and 30 < fixed(tiny) < 100  # tiny is faster than the sampled reference
+
+
+def test_timing_like_takes_the_predictors_scale():
+    infos = [{"measure_context": {"reference": "a"}, "reference_ms": 5.0}, {}]
+    assert timing_like(Timing(), infos) == Timing(reference="a", reference_ms=5.0)
+    assert timing_like(Timing(reference_ms=7.0), infos).reference_ms == 7.0  # set values win
+    with pytest.raises(ConfigError, match="different"):
+        timing_like(Timing(), [*infos, {"reference_ms": 6.0}])
 
 
 def test_table_reader_and_ofa_table(ofa_csv):
@@ -222,13 +238,17 @@ def latency_predictor(mbv3_prior):
 def test_shipped_mbv3_prior_generates_valid_unique_archs(mbv3_prior):
     from nag.metrics import generation_metrics
 
-    assert mbv3_prior.sde.config()["sigma_max"] == 1.0  # the paper's MBv3 setting
-    archs = mbv3_prior.sample(200, seed=0)
-    m = generation_metrics(archs, mbv3_prior.space, train_archs=mbv3_prior.space.sample(2000, 1))
+    space = mbv3_prior.space
+    train = space.sample(5000, 1)  # the OFA sampling distribution the prior was trained on
+    archs = mbv3_prior.sample(200, seed=0)  # default solver (15-step ODE)
+    m = generation_metrics(archs, space, train_archs=train)
+    assert m["validity"] == 1.0 and m["uniqueness"] == 1.0 and m["op_kl"] < 0.06
+    archs = mbv3_prior.sample(200, seed=0, solver={"name": "pc", "steps": 25, "denoise": True})
+    m = generation_metrics(archs, space, train_archs=train)
     assert m["validity"] == 1.0 and m["uniqueness"] == 1.0
-    assert m["op_kl"] < 0.05  # per-slot op/depth statistics close to the OFA sampling distribution
+    assert m["op_kl"] < 0.04  # per-slot op/depth statistics of OFA sampling (200 samples: noise ~0.02)
     depths = np.array([[len(s) for s in a] for a in archs])
-    assert set(np.unique(depths)) == {2, 3, 4}
+    assert set(np.unique(depths)) == {2, 3, 4} and abs(depths.mean() - 3.0) < 0.15
 
 
 def test_shipped_latency_predictor_record(latency_predictor, mbv3_prior):
@@ -240,15 +260,27 @@ def test_shipped_latency_predictor_record(latency_predictor, mbv3_prior):
     assert latency_predictor.sde_config == mbv3_prior.sde.config()  # it can guide the shipped prior
 
 
+def test_constraint_on_a_one_member_predictor_is_the_softplus_penalty(mbv3_prior, latency_predictor):
+    """No ensemble variance: the constraint is -softplus(k (mean - c)), with a finite gradient."""
+    archs = mbv3_prior.space.sample(8, 0)
+    x = 2 * mbv3_prior.space.encode_batch(archs) - 1
+    t = torch.full((8,), 0.05)
+    guide = Guide(latency_predictor, direction=None, constraint="<=5.5", target_index="latency_ms", sharpness=10.0)
+    mean = latency_predictor(x, t)[:, latency_predictor.target_index("latency_ms")]
+    torch.testing.assert_close(guide.objective(x, t), -torch.nn.functional.softplus(10.0 * (mean - 5.5)))
+    grad = guide.gradient(x, t, score=torch.zeros_like(x))
+    assert torch.isfinite(grad).all() and grad.abs().max() < 1e3
+
+
 def test_latency_and_flops_guidance_move_the_samples(mbv3_prior, latency_predictor):
     """Guided to low latency, samples are predicted faster than the prior's 10th percentile; guided to
     high FLOPs, their exact FLOPs (space.cost) beat the prior's median."""
     space = mbv3_prior.space
     plain = mbv3_prior.sample(64, seed=0)
-    fast = mbv3_prior.sample(64, seed=0, guides=[Guide(latency_predictor, weight=1.0, direction="min", target_index="latency_ms")])
+    fast = mbv3_prior.sample(64, seed=0, guides=[Guide(latency_predictor, weight=30.0, direction="min", target_index="latency_ms")])
     lat = lambda archs: latency_predictor.predict_archs(archs, targets=["latency_ms"])[0][:, 0].numpy()  # noqa: E731
     assert np.median(lat(fast)) < np.percentile(lat(plain), 10)
-    big = mbv3_prior.sample(24, seed=1, guides=[Guide(latency_predictor, weight=0.05, direction="max", target_index="flops_M")])
+    big = mbv3_prior.sample(24, seed=1, guides=[Guide(latency_predictor, weight=1.0, direction="max", target_index="flops_M")])
     flops = lambda archs: np.array([space.cost(a)["flops_M"] for a in archs])  # noqa: E731
     assert np.median(flops(big)) > np.median(flops(plain[:24]))
     assert len(set(fast)) == len(fast)

@@ -173,6 +173,8 @@ class Guide(BaseGuide):
         if self.constraint is not None and hasattr(self.predictor, "predict"):
             mean, var = self.predictor.predict(x, t)  # type: ignore[attr-defined]
             mean, var = self._column(mean), self._column(var)
+            if not bool((var > 0).all()):  # e.g. a one-member ensemble: no variance, so the softplus penalty
+                var = None
         else:
             mean = self._column(self.predictor(x, t))
         obj = torch.zeros_like(mean) if self.direction is None else DIRECTIONS[self.direction](mean, self.target)

@@ -72,7 +72,8 @@ def fit_cost_predictor_experiment(cfg: DictConfig) -> dict[str, Any]:
         archs = space.sample(positive_int(cfg, "n_archs"), seed)
         rows = measure_costs(space, archs, path, check_metrics(targets), timing, context={"space": plain(cfg.space)})
         y = {m: np.array([r[m] for r in rows], dtype=np.float64) for m in targets}
-        info.update(measure_context=rows[0]["context"], costs_file=str(path))
+        scales = {r["reference_ms"] for r in rows if "reference_ms" in r}
+        info.update(measure_context=rows[0]["context"], costs_file=str(path), reference_ms=scales.pop() if scales else None)
     elif source == "table":
         benchmark = plain(cfg.get("benchmark")) or {}
         if not benchmark.get("path"):

@@ -16,7 +16,8 @@ The run draws ``n`` guided and ``n_unguided`` unguided samples from the prior (`
 default: the shipped one) with the same solver and seed, predicts every guide's target for each
 (clean, t = 0), and measures the ``measure`` metrics for real (``nag.costs.COST_METRICS``: CPU
 latency, params, FLOPs; guided and unguided archs interleaved so that machine load hits both
-alike; resumable ``costs.jsonl``). The front is computed over ``front`` (a list of
+alike; resumable ``costs.jsonl``; latencies on the scale of the guides' cost predictors, see
+``nag.costs.timing_like``). The front is computed over ``front`` (a list of
 ``{column, direction}``; null = one axis per guide: its measured metric when measured, else its
 prediction, with the guide's direction, or the side its constraint bounds).
 
@@ -26,8 +27,8 @@ axis) and ``pareto.png`` (the first two axes; guided, unguided, the front, const
 Results: ``n``, ``n_unguided``, ``uniqueness``, per axis ``<column>_median`` and
 ``unguided_<column>_median``, per constrained guide ``<column>_frac_satisfied`` (and the
 ``unguided_`` twin), ``frac_feasible``, ``front_size``, ``front_guided_frac``, for two axes
-``hypervolume`` and ``unguided_hypervolume`` (w.r.t. the worst value of each axis over all
-samples), and ``guided_sample_s``, ``measure_s``, ``wall_s``.
+``hypervolume`` and ``unguided_hypervolume`` (of the samples that meet every constraint, w.r.t.
+the worst value of each axis over all samples), and ``guided_sample_s``, ``measure_s``, ``wall_s``.
 """
 from __future__ import annotations
 
@@ -43,7 +44,7 @@ from typing import Any
 import numpy as np
 from omegaconf import DictConfig
 
-from nag.costs import Timing, check_metrics, load_cost_predictor, measure_costs
+from nag.costs import Timing, check_metrics, cost_predictor_info, load_cost_predictor, measure_costs, timing_like
 from nag.diffusion.guidance import Guide, parse_constraint
 from nag.errors import ConfigError
 from nag.experiments import build_space, call_with_config, experiment, plain, positive_int, run_dir
@@ -283,6 +284,7 @@ def pareto_generation(cfg: DictConfig) -> dict[str, Any]:
     t0 = time.perf_counter()
     if measured:
         timing = call_with_config("timing", "timing", Timing, plain(cfg.get("timing")) or {})
+        timing = timing_like(timing, [cost_predictor_info(p) for p in predictors])  # the predictors' ms scale
         costs = measure_costs(
             space, interleave(guided, unguided), out_dir / "costs.jsonl", measured, timing,
             context={"space": plain(cfg.space)},
@@ -326,11 +328,11 @@ def pareto_generation(cfg: DictConfig) -> dict[str, Any]:
             results["unguided_frac_feasible"] = float(feasible[~is_guided].mean())
     results["front_size"] = int(on_front.sum())
     results["front_guided_frac"] = float(is_guided[on_front].mean())
-    if len(axes) == 2:
+    if len(axes) == 2:  # of the feasible samples, w.r.t. the worst value of each axis over all samples
         ref = costs_matrix.max(0)
-        results["hypervolume"] = hypervolume_2d(costs_matrix[is_guided], ref)
+        results["hypervolume"] = hypervolume_2d(costs_matrix[is_guided & feasible], ref)
         if n_unguided:
-            results["unguided_hypervolume"] = hypervolume_2d(costs_matrix[~is_guided], ref)
+            results["unguided_hypervolume"] = hypervolume_2d(costs_matrix[~is_guided & feasible], ref)
 
     columns = ["set", "arch", *pred_cols, *measured, "on_front"]
     write_csv(out_dir / "samples.csv", rows, columns)
