@@ -11,25 +11,21 @@ from __future__ import annotations
 import copy
 import os
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from nag.diffusion.sde import build_sde
 from nag.errors import ConfigError
 from nag.modules.nets.gnn import GraphEncoder, mlp_head
 from nag.modules.nets.set_encoder import DatasetEncoder
 from nag.modules.predictor import (
+    FrozenPredictor,
     PREDICTOR_NETS,
     Predictor,
     PredictorModule,
     PredictorNet,
     TensorBatches,
-    atomic_torch_save,
-    build_members,
-    check_space,
     read_checkpoint,
     target_stats,
     train_module,
@@ -170,12 +166,14 @@ class MetaPredictorModule(PredictorModule):
         )
 
 
-class MetaPredictor:
+class MetaPredictor(FrozenPredictor):
     """Frozen meta-predictor. ``for_task(features [K, n, F]) -> Predictor`` for guidance and ranking.
 
-    Attributes: ``targets``, ``space_name``, ``space_describe``, ``sde_config``, ``task_names``
-    (the tasks it was trained on), ``ensemble``.
+    Attributes: those of ``FrozenPredictor``, and ``task_names`` (the tasks it was trained on).
     """
+
+    checkpoint_format = CHECKPOINT_FORMAT
+    kind = "meta-predictor"
 
     def __init__(
         self,
@@ -187,21 +185,8 @@ class MetaPredictor:
         task_names: Sequence[str] = (),
         space: SearchSpace | None = None,
     ) -> None:
-        self.net = net.eval().requires_grad_(False)
-        self.targets = list(targets)
-        self.space_describe = dict(space_describe)
-        self.space_name = str(self.space_describe.get("name"))
-        self.sde_config = net.sde.config()
-        self.adjacency = torch.as_tensor(adjacency, dtype=torch.float32)
-        self.net_config = dict(net_config)
+        super().__init__(net, targets, space_describe, adjacency, net_config, space)
         self.task_names = list(task_names)
-        self._space = space
-        if space is not None:
-            check_space(space, self.space_describe, "meta-predictor")
-
-    @property
-    def ensemble(self) -> int:
-        return len(self.net.members)
 
     @torch.no_grad()
     def embed_task(self, task_features: Tensor) -> Tensor:
@@ -221,36 +206,15 @@ class MetaPredictor:
         return Predictor(net, self.targets, self.space_describe, self.adjacency, cfg, space=self._space)
 
     # ----- persistence -------------------------------------------------------------------
-    def save(self, path: str | os.PathLike) -> Path:
-        """Write the meta-predictor atomically."""
-        return atomic_torch_save(
-            {
-                "format": CHECKPOINT_FORMAT,
-                "version": CHECKPOINT_VERSION,
-                "space": self.space_describe,
-                "adjacency": self.adjacency.tolist(),
-                "sde_config": self.sde_config,
-                "targets": self.targets,
-                "net_config": self.net_config,
-                "ensemble": self.ensemble,
-                "task_names": self.task_names,
-                "state_dict": {k: v.detach().cpu() for k, v in self.net.state_dict().items()},
-            },
-            path,
-        )
+    def checkpoint(self) -> dict[str, Any]:
+        return {**super().checkpoint(), "task_names": self.task_names}
 
     @classmethod
     def load(cls, path: str | os.PathLike, space: SearchSpace | None = None) -> MetaPredictor:
         """Load a saved meta-predictor; refuses another space (CheckpointMismatchError)."""
         ckpt = read_checkpoint(path, CHECKPOINT_FORMAT)
-        adjacency = torch.tensor(ckpt["adjacency"], dtype=torch.float32)
-        k = len(ckpt["targets"])
-        members = build_members(ckpt["net_config"], len(ckpt["space"]["ops"]), adjacency, k, ckpt["ensemble"], 0)
-        net = PredictorNet(members, build_sde(ckpt["sde_config"]), k)
-        net.load_state_dict(ckpt["state_dict"])
-        return cls(
-            net, ckpt["targets"], ckpt["space"], adjacency, ckpt["net_config"], ckpt.get("task_names", ()), space
-        )
+        net, adjacency = cls.net_from_checkpoint(ckpt)
+        return cls(net, ckpt["targets"], ckpt["space"], adjacency, ckpt["net_config"], ckpt.get("task_names", ()), space)
 
     def __repr__(self) -> str:
         return (

@@ -21,7 +21,7 @@ import math
 import os
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import lightning as L
 import numpy as np
@@ -271,11 +271,9 @@ class PredictorModule(L.LightningModule):
         )
 
 
-class Predictor:
-    """What the rest of nag uses: a frozen predictor, ``x [B, N, V], t [B] -> [B, K]``.
-
-    ``__call__`` returns the ensemble mean in original units and is differentiable w.r.t. ``x``
-    (guidance takes ``grad_x``); the network's own parameters are frozen.
+class FrozenPredictor:
+    """What Predictor and MetaPredictor share: a frozen ``PredictorNet``, the names of its K
+    outputs, the space it was trained on, and checkpoint writing and reading.
 
     Attributes:
         targets: names of the K outputs, in column order.
@@ -283,6 +281,9 @@ class Predictor:
         sde_config: the SDE of its noise-aware training (guidance refuses a prior with another).
         ensemble: number of members.
     """
+
+    checkpoint_format: ClassVar[str] = CHECKPOINT_FORMAT
+    kind: ClassVar[str] = "predictor"  # in error messages
 
     def __init__(
         self,
@@ -302,11 +303,48 @@ class Predictor:
         self.net_config = dict(net_config)
         self._space = space
         if space is not None:
-            check_space(space, self.space_describe, "predictor")
+            check_space(space, self.space_describe, self.kind)
 
     @property
     def ensemble(self) -> int:
         return len(self.net.members)
+
+    def checkpoint(self) -> dict[str, Any]:
+        """Everything ``load`` needs, as plain dicts, lists and tensors."""
+        return {
+            "format": self.checkpoint_format,
+            "version": CHECKPOINT_VERSION,
+            "space": self.space_describe,
+            "adjacency": self.adjacency.tolist(),
+            "sde_config": self.sde_config,
+            "targets": self.targets,
+            "net_config": self.net_config,
+            "ensemble": self.ensemble,
+            "state_dict": {k: v.detach().cpu() for k, v in self.net.state_dict().items()},
+        }
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write the checkpoint atomically (tmp file, then os.replace)."""
+        return atomic_torch_save(self.checkpoint(), path)
+
+    @staticmethod
+    def net_from_checkpoint(ckpt: Mapping[str, Any]) -> tuple[PredictorNet, Tensor]:
+        """The network (weights loaded) and the adjacency recorded in ``ckpt``."""
+        adjacency = torch.tensor(ckpt["adjacency"], dtype=torch.float32)
+        k = len(ckpt["targets"])
+        members = build_members(ckpt["net_config"], len(ckpt["space"]["ops"]), adjacency, k, ckpt["ensemble"], seed=0)
+        net = PredictorNet(members, build_sde(ckpt["sde_config"]), k)
+        net.load_state_dict(ckpt["state_dict"])
+        return net, adjacency
+
+
+class Predictor(FrozenPredictor):
+    """What the rest of nag uses: a frozen predictor, ``x [B, N, V], t [B] -> [B, K]``.
+
+    ``__call__`` returns the ensemble mean in original units and is differentiable w.r.t. ``x``
+    (guidance takes ``grad_x``); the network's own parameters are frozen. Attributes: see
+    ``FrozenPredictor``.
+    """
 
     @property
     def device(self) -> torch.device:
@@ -361,31 +399,9 @@ class Predictor:
         return torch.cat(means), torch.cat(vars_)
 
     # ----- persistence -------------------------------------------------------------------
-    def checkpoint(self) -> dict[str, Any]:
-        return {
-            "format": CHECKPOINT_FORMAT,
-            "version": CHECKPOINT_VERSION,
-            "space": self.space_describe,
-            "adjacency": self.adjacency.tolist(),
-            "sde_config": self.sde_config,
-            "targets": self.targets,
-            "net_config": self.net_config,
-            "ensemble": self.ensemble,
-            "state_dict": {k: v.detach().cpu() for k, v in self.net.state_dict().items()},
-        }
-
-    def save(self, path: str | os.PathLike) -> Path:
-        """Write the predictor atomically (tmp file, then os.replace)."""
-        return atomic_torch_save(self.checkpoint(), path)
-
     @classmethod
     def from_checkpoint(cls, ckpt: Mapping[str, Any], space: SearchSpace | None = None) -> Predictor:
-        adjacency = torch.tensor(ckpt["adjacency"], dtype=torch.float32)
-        num_ops = len(ckpt["space"]["ops"])
-        k = len(ckpt["targets"])
-        members = build_members(ckpt["net_config"], num_ops, adjacency, k, ckpt["ensemble"], seed=0)
-        net = PredictorNet(members, build_sde(ckpt["sde_config"]), k)
-        net.load_state_dict(ckpt["state_dict"])
+        net, adjacency = cls.net_from_checkpoint(ckpt)
         return cls(net, ckpt["targets"], ckpt["space"], adjacency, ckpt["net_config"], space=space)
 
     @classmethod
