@@ -63,7 +63,8 @@ class LatencyMeter:
     """CPU latency (ms) of ``space.build(arch, None)`` in eval mode at ``space.default_input_shape()``.
 
     On a shared machine a plain median of timed passes tracks the machine's load more than the
-    arch (test-retest Spearman 0.04 on this project's 2-core box under load, docs/mbv3.md). So
+    arch (test-retest Spearman 0.78 for 40 archs at load 1.8 on this project's 2-core box, 0.985 paired;
+    docs/mbv3.md). So
     every timed pass of the arch follows one of a fixed reference network, and the arch's
     latency is ``median(t_arch / t_ref) * reference_ms``: a slowdown that hits both passes of a
     pair cancels, and the median drops pairs hit by a burst. ``reference_ms`` (``timing.reference_ms``,

@@ -320,6 +320,27 @@ def test_latency_constraint_holds_when_measured(tmp_path, mbv3_prior, latency_pr
     assert results["latency_ms_frac_satisfied"] > results["unguided_latency_ms_frac_satisfied"] + 0.3
 
 
+# ----- bo_nas on mbv3: diffusion BO over the shipped prior, every query really trained -------------
+def test_bo_nas_on_mbv3_trains_on_digits(tmp_path, mbv3_prior):
+    """experiment=bo_nas, space=mbv3, task=digits (offline), evaluator=train_eval: 2 random queries, then
+    one round of diffusion BO (the surrogate guides the shipped prior); each query trains a timm net."""
+    overrides = ["experiment=bo_nas", "space=mbv3", "task=digits", "method=diffusion_bo", "budget=3", "bo.n_init=2",
+                 "bo.ensemble=2", "bo.pool_size=8", "+method_params.optimizer_params.n_samples=8",
+                 "+method_params.optimizer_params.steps=3", "+method_params.optimizer_params.mutations=4",
+                 "train.epochs=1", "train.max_steps=2", "train.batch_size=32", "wandb.mode=disabled"]  # fmt: skip
+    results = run_experiment(compose_config(overrides), out_dir=tmp_path)
+    assert results["method"] == "diffusion_bo" and results["n_queries"] == 3
+    history = [json.loads(line) for line in (tmp_path / "history.jsonl").read_text().splitlines()]
+    space = MBv3Space()
+    archs = [space.parse(h["arch"]) for h in history]
+    assert len(archs) == 3 and len(set(archs)) == 3 and all(space.is_valid(a) for a in archs)
+    for h in history:  # real training: train_eval's own record of each query
+        assert h["steps"] == 2 and 0 <= h["value"] == h["val_acc"] <= 100 and h["params_M"] > 0
+    best = max(history, key=lambda h: h["value"])
+    assert results["best_value"] == best["value"] and results["best_test_acc"] == best["test_acc"]
+    assert json.loads((tmp_path / "results.json").read_text()) == results
+
+
 # ----- a third space: the example plugin trains a prior and generates, nag unchanged -----------
 @pytest.fixture
 def chain_space_plugin(tmp_path, monkeypatch):
