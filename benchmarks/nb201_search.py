@@ -57,14 +57,19 @@ def run_one(csv: str, method: str, column: str, seed: int, cap: int, overrides: 
     table = _table(csv)
     values = table.values(column)
     searcher = build_method(method, table.space, overrides.get(method))
-    result = run_search(searcher, TableEvaluator(table, column), budget=cap, seed=seed, target=float(values.max()))
-    return {
+    extra: dict[str, Any] = {}
+    result = run_search(searcher, TableEvaluator(table, column), budget=cap, seed=seed, target=float(values.max()),
+                        on_round=lambda ctx: extra.update(ctx.extra))
+    row = {
         "method": method,
         "column": column,
         "seed": seed,
         "values": [q.value for q in result.history],
         "wall_s": result.wall_s,
     }
+    if "sources" in extra:  # BO: which part of the acquisition optimiser proposed each queried arch
+        row["sources"] = dict(extra["sources"])
+    return row
 
 
 def queries_to(values: list[float], threshold: float) -> float:
@@ -90,8 +95,20 @@ def summarise(rows: list[dict[str, Any]], csv: str, methods: list[str]) -> list[
                 "method": method, "column": column, "seeds": len(runs),
                 "median_q_top0.1%": float(np.median(q_top)), "median_q_optimum": float(np.median(q_opt)),
                 "found_optimum": sum(np.isfinite(q_opt)), "mean_wall_s": float(np.mean([r["wall_s"] for r in runs])),
+                "guided_share": guided_share(runs),
             })
     return out
+
+
+def guided_share(runs: list[dict[str, Any]]) -> float | str:
+    """Share of the BO-chosen queries (initial random ones excluded) that guided samples proposed;
+    "" for methods without a guided pool."""
+    counts: dict[str, int] = {}
+    for r in runs:
+        for source, n in r.get("sources", {}).items():
+            counts[source] = counts.get(source, 0) + n
+    total = sum(counts.values())
+    return round(counts.get("guided", 0) / total, 3) if total and "guided" in counts else ""
 
 
 def curves(rows: list[dict[str, Any]], column: str, method: str, best: float) -> tuple[np.ndarray, np.ndarray]:
@@ -191,10 +208,10 @@ def main(argv: list[str] | None = None) -> None:
     summary = summarise(wanted, args.csv, args.methods)
     write_outputs(wanted, summary, args.csv, args.methods, args.out)
     print(f"\nNB201 search efficiency, median queries over {seeds} seeds (wall {time.perf_counter() - start:.0f}s)")
-    print(f"{'method':<14}{'column':<20}{'top0.1%':>9}{'optimum':>9}{'found':>7}{'s/run':>8}")
+    print(f"{'method':<14}{'column':<20}{'top0.1%':>9}{'optimum':>9}{'found':>7}{'s/run':>8}{'guided':>8}")
     for s in summary:
-        print(f"{s['method']:<14}{s['column']:<20}{s['median_q_top0.1%']:>9.0f}{s['median_q_optimum']:>9.0f}"
-              f"{s['found_optimum']:>4}/{s['seeds']:<3}{s['mean_wall_s']:>7.1f}")
+        print(f"{s['method']:<14}{s['column']:<20}{s['median_q_top0.1%']:>9.1f}{s['median_q_optimum']:>9.1f}"
+              f"{s['found_optimum']:>4}/{s['seeds']:<3}{s['mean_wall_s']:>7.1f}{s['guided_share']!s:>8}")
     print(f"outputs: {args.out}/nb201_search.png, nb201_search_curves.csv, nb201_search_summary.csv")
 
 

@@ -196,11 +196,14 @@ def test_guided_pool_prefers_what_the_surrogate_prefers(table):
 
 
 def test_diffusion_bo_runs_in_the_loop(table):
+    extra: dict = {}
     res = run_search(
         build_method("diffusion_bo", SPACE, {"n_init": 5, "surrogate_params": {"steps": 40},
                                              "optimizer_params": {"prior": UniformPrior(), "steps": 10, "n_samples": 32}}),
-        TableEvaluator(table, C10), budget=8, seed=0)
+        TableEvaluator(table, C10), budget=8, seed=0, on_round=lambda ctx: extra.update(ctx.extra))
     assert res.n_queries == 8 and len({q.arch for q in res.history}) == 8
+    # every BO query is attributed to the part of the pool that proposed it
+    assert set(extra["sources"]) <= {"guided", "mutation"} and sum(extra["sources"].values()) == 8 - 5
 
 
 def test_missing_default_prior_is_a_clear_error(table, monkeypatch):
@@ -251,3 +254,15 @@ def test_guidance_scale_ignores_the_broken_tail(table):
     ctx = _ctx(table, 40, seed=4)
     values = np.array([q.value for q in ctx.history])
     assert 0 < guidance_scale(ctx) < values.std()
+
+
+def test_bo_presets_share_the_initial_design_and_the_prior_sampler():
+    """A fair comparison: every BO preset spends the same random queries before its first fit, and
+    the presets that sample the prior use the same sampler."""
+    from nag.search import method_settings
+
+    bo = [m for m, (searcher, _) in METHODS.items() if searcher == "bo"]
+    assert {"random_bo", "bananas", "prior_filter", "diffusion_bo"} <= set(bo)
+    assert len({method_settings(m)[1].get("n_init") for m in bo}) == 1
+    solvers = [method_settings(m)[1]["optimizer_params"]["solver"] for m in ("prior_filter", "diffusion_bo")]
+    assert solvers[0] == solvers[1]

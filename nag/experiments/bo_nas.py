@@ -37,7 +37,7 @@ def method_overrides(cfg: DictConfig) -> dict[str, Any]:
     searcher, preset = method_settings(str(cfg.method))  # dict settings below merge into the preset's
     out: dict[str, Any] = {}
     if searcher == "bo":
-        bo = plain(cfg.get("bo")) or {}
+        bo = {k: v for k, v in (plain(cfg.get("bo")) or {}).items() if v is not None}  # null = the preset's
         out = {k: bo[k] for k in ("n_init", "q", "acquisition", "surrogate") if k in bo}
         if "ensemble" in bo:
             out["surrogate_params"] = {"ensemble": bo["ensemble"]}

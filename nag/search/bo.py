@@ -8,7 +8,8 @@ Each round (after ``n_init`` random queries):
    ``diffusion`` (guided generation from a trained prior) or ``prior_filter`` (unguided prior
    samples, filtered by the acquisition),
 3. score the pool by the acquisition (``ACQUISITIONS``: ei, pi, ucb, ts),
-4. evaluate the top ``q`` candidates.
+4. evaluate the top ``q`` candidates; ``ctx.extra["sources"]`` counts the queries per part of the
+   pool that proposed them (``PoolOptimizer.source_of``: e.g. ``guided`` vs ``mutation``).
 
 Pools never contain an evaluated arch nor, by default, one isomorphic to an evaluated arch
 (``space.canonical``): such a query would cost budget and teach the surrogate nothing.
@@ -40,10 +41,15 @@ class PoolOptimizer(ABC):
         self.space = space
         self.pool_size = pool_size
         self.by_canonical = by_canonical
+        self.origin: dict[Arch, str] = {}  # where candidates of the last proposal came from, if mixed
 
     @abstractmethod
     def propose(self, ctx: SearchContext, surrogate: Any) -> list[Arch]:
         """Candidate archs, none evaluated yet, no repeats."""
+
+    def source_of(self, arch: Arch) -> str:
+        """Which part of the optimiser proposed ``arch`` in the last round (default: its name)."""
+        return self.origin.get(arch, self.name)
 
     def sde_config(self) -> dict[str, Any]:
         """The SDE the surrogate is trained under (a guided pool needs its prior's)."""
@@ -183,6 +189,8 @@ class DiffusionPool(PoolOptimizer):
         solver: solver name or config (default: PC with ``steps`` steps).
         trust_top, trust_radius, trust_weight: an ``IncumbentMixture`` guide around the
             ``trust_top`` best archs (0 = none), radius in changed nodes, and its weight.
+        diversity: weight of a ``DiversityGuide`` (particle guidance: the samples of a batch repel
+            each other); 0 = none. Strong guidance alone sends most samples to the same few archs.
         guide_surrogate, guide_params: the noise-aware surrogate fitted for guidance (name in
             ``SURROGATES`` and its settings).
         mutations: also add this many ``mutation_pool`` candidates (local moves from the best
@@ -206,6 +214,7 @@ class DiffusionPool(PoolOptimizer):
         trust_top: int = 0,
         trust_radius: float = 1.0,
         trust_weight: float = 1.0,
+        diversity: float = 0.0,
         guide_surrogate: str = "fast",
         guide_params: dict[str, Any] | None = None,
         mutations: int = 0,
@@ -217,6 +226,7 @@ class DiffusionPool(PoolOptimizer):
         self.guide_surrogate_name = guide_surrogate
         self.guide_params = dict(guide_params or {})
         self.trust_top, self.trust_radius, self.trust_weight = trust_top, trust_radius, trust_weight
+        self.diversity = float(diversity)
         self.n_samples = n_samples
         self.weight = float(weight)
         self.kappa = float(kappa)
@@ -240,7 +250,7 @@ class DiffusionPool(PoolOptimizer):
         return build_sde(self.prior.sde).config()
 
     def propose(self, ctx: SearchContext, surrogate: Any) -> list[Arch]:
-        from nag.diffusion.guidance import Guide, GuidedSampler
+        from nag.diffusion.guidance import DiversityGuide, Guide, GuidedSampler
 
         guides = []
         if self.weight:
@@ -254,10 +264,15 @@ class DiffusionPool(PoolOptimizer):
             mixture = IncumbentMixture(build_sde(self.prior.sde), to_state(self.space, [q.arch for q in top]),
                                        np.array([q.value for q in top]), self.trust_radius)
             guides.append(Guide(mixture, weight=self.trust_weight, direction="max"))
+        if self.diversity:
+            guides.append(DiversityGuide(weight=self.diversity))
         sampler = GuidedSampler(self.prior, guides, solver=self.solver, batch_size=self.batch_size)
         archs = ctx.fresh(sampler.sample(self.n_samples, seed=ctx.torch_seed()), self.by_canonical)[: self.pool_size]
+        self.origin = dict.fromkeys(archs, "guided" if guides else "prior")
         if self.local is not None:
-            archs = ctx.fresh(archs + self.local.propose(ctx, surrogate), self.by_canonical)
+            local = self.local.propose(ctx, surrogate)
+            archs = ctx.fresh(archs + local, self.by_canonical)
+            self.origin.update((a, "mutation") for a in archs[len(self.origin):])
         return archs
 
     def guide_surrogate(self, ctx: SearchContext) -> Any:
@@ -350,8 +365,14 @@ class BayesOpt(Searcher):
             return
         with torch_threads(self.threads):
             surrogate = self.fit_surrogate(ctx)
-            pool = self.optimizer.propose(ctx, surrogate) or ctx.sample_unseen(1)
+            pool = self.optimizer.propose(ctx, surrogate)
+            fallback = not pool  # the optimiser found nothing fresh: a random arch keeps the search going
+            pool = pool or ctx.sample_unseen(1)
             mean, std = predict_mean_std(surrogate, pool)
         scores = self.acquisition(mean, std, ctx.best().value, rng=ctx.rng)
+        sources = ctx.extra.setdefault("sources", {})  # queries per part of the pool that proposed them
         for i in np.argsort(-scores, kind="stable")[: min(self.q, ctx.remaining)]:
-            ctx.query(pool[int(i)])
+            arch = pool[int(i)]
+            source = "random" if fallback else self.optimizer.source_of(arch)
+            sources[source] = sources.get(source, 0) + 1
+            ctx.query(arch)
