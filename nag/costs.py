@@ -1,4 +1,4 @@
-"""Architecture costs measured on this machine, and cost predictors trained on them.
+"""Architecture costs (and trained accuracies) measured on this machine, and predictors trained on them.
 
 Measuring (``measure_costs``): each arch's costs go into a JSON Lines file, one row per arch,
 appended and fsynced as soon as it is measured::
@@ -11,6 +11,10 @@ stopped; a file measured under another ``context`` (threads, resolution, ...) is
 than mixed. The metrics are ``COST_METRICS``: ``params_M`` / ``flops_M`` from ``space.cost`` (the
 contract) and ``latency_ms`` from ``LatencyMeter``: CPU timing of ``space.build(arch, None)`` at
 ``space.default_input_shape()``, paired with a reference network so that machine load cancels.
+
+Training (``measure_accuracies``): the same resumable JSON Lines file, each row an arch really
+trained on a task by ``space.train_eval`` (``val_acc``, ``test_acc``, ``train_loss``, ``train_s``)
+plus its exact ``params_M`` / ``flops_M``; the context is the task, budget and training seed.
 
 Fitting (``fit_cost_predictor``): a noise-aware ``Predictor`` (nag.modules.predictor) of the
 cost columns, fit on a training split and scored on the held-out rest, saved with a record of
@@ -170,15 +174,10 @@ def measure_costs(
     reference's ``reference_ms`` of the session that measured them. Raises ConfigError when the
     file's rows were measured under another context or lack one of ``metrics``.
     """
-    from tqdm.auto import tqdm
-
     metrics = check_metrics(metrics)
     ctx = measure_context(space, timing, context)
     path = Path(path)
-    done: dict[str, dict[str, Any]] = {}
-    for row in read_jsonl(path, missing_ok=True):
-        _check_row(row, ctx, metrics, path)
-        done[row["arch"]] = row
+    done = _read_rows(path, ctx, metrics)
     scales = {row["reference_ms"] for row in done.values() if "reference_ms" in row}
     if len(scales) > 1 or (scales and timing.reference_ms is not None and scales != {timing.reference_ms}):
         raise ConfigError(
@@ -187,14 +186,89 @@ def measure_costs(
         )
     if scales and timing.reference_ms is None:  # a resumed file keeps its scale
         timing = replace(timing, reference_ms=scales.pop())
-    names = [space.format(a) for a in archs]
-    todo = [(name, a) for name, a in dict(zip(names, archs)).items() if name not in done]
     meter = _LazyMeter(space, timing)
-    for name, arch in tqdm(todo, desc=f"measuring {', '.join(metrics)}", disable=not progress or not todo):
-        row: dict[str, Any] = {"arch": name, **measure_arch(space, arch, metrics, meter)}
+
+    def measure(arch: Arch) -> dict[str, Any]:
+        row: dict[str, Any] = measure_arch(space, arch, metrics, meter)
         if meter.meter is not None:
             row["reference_ms"] = meter.meter.reference_ms
-        row["context"] = ctx
+        return row
+
+    return _fill_rows(space, archs, path, done, ctx, measure, f"measuring {', '.join(metrics)}", progress)
+
+
+# train_eval's numbers kept in a row of ``measure_accuracies`` (``wall_s`` is kept as ``train_s``)
+TRAIN_METRICS = ("val_acc", "test_acc", "train_loss")
+
+
+def measure_accuracies(
+    space: SearchSpace,
+    archs: Sequence[Arch],
+    path: str | Path,
+    task: Any,
+    budget: Any = None,
+    seed: int = 0,
+    metrics: Sequence[str] = ("val_acc", "test_acc", "flops_M", "params_M"),
+    context: Mapping[str, Any] | None = None,
+    progress: bool = True,
+) -> list[dict[str, Any]]:
+    """Really train each arch (``space.train_eval`` on ``task``) into the JSONL file ``path`` (resumable).
+
+    A row holds ``TRAIN_METRICS`` (accuracies in %), ``train_s`` and the requested ``params_M`` /
+    ``flops_M`` (``space.cost``: the network ``build(arch, None)``, not the one trained on ``task``),
+    like ``measure_costs``: appended and fsynced per arch, archs already in the file are not trained
+    again, and a file written under another ``context`` (budget, training seed, task, ...) is refused.
+    Returns the rows of ``archs``.
+    """
+    from nag.training import TrainBudget
+
+    metrics = list(metrics)
+    cost_metrics = [m for m in metrics if m not in TRAIN_METRICS]
+    if "latency_ms" in cost_metrics or not set(cost_metrics) <= set(COST_METRICS):
+        raise ConfigError(
+            f"trained rows can hold {list(TRAIN_METRICS)} and {sorted(set(COST_METRICS) - {'latency_ms'})}; got {metrics}. "
+            f"Measure latency_ms in its own file (nag.costs.measure_costs, fit_cost_predictor source=measure)"
+        )
+    budget = TrainBudget.from_any(budget)
+    ctx = {**dict(context or {}), "budget": budget.to_dict(), "train_seed": int(seed)}
+    path = Path(path)
+    done = _read_rows(path, ctx, metrics)
+
+    def measure(arch: Arch) -> dict[str, Any]:
+        out = space.train_eval(arch, task, budget=budget, seed=seed)
+        row: dict[str, Any] = {m: float(out[m]) for m in TRAIN_METRICS}
+        row["train_s"] = float(out["wall_s"])
+        return {**row, **(measure_arch(space, arch, cost_metrics) if cost_metrics else {})}
+
+    return _fill_rows(space, archs, path, done, ctx, measure, "training", progress)
+
+
+def _read_rows(path: Path, ctx: Mapping[str, Any], metrics: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """``{arch string: row}`` of a rows file (none when it does not exist), each row checked by ``_check_row``."""
+    done: dict[str, dict[str, Any]] = {}
+    for row in read_jsonl(path, missing_ok=True):
+        _check_row(row, ctx, metrics, path)
+        done[row["arch"]] = row
+    return done
+
+
+def _fill_rows(
+    space: SearchSpace,
+    archs: Sequence[Arch],
+    path: Path,
+    done: dict[str, dict[str, Any]],
+    ctx: Mapping[str, Any],
+    measure: Callable[[Arch], dict[str, Any]],
+    desc: str,
+    progress: bool,
+) -> list[dict[str, Any]]:
+    """Append ``{"arch", **measure(arch), "context"}`` to ``path`` for every arch not in ``done``; the rows of ``archs``."""
+    from tqdm.auto import tqdm
+
+    names = [space.format(a) for a in archs]
+    todo = [(name, a) for name, a in dict(zip(names, archs)).items() if name not in done]
+    for name, arch in tqdm(todo, desc=desc, disable=not progress or not todo):
+        row = {"arch": name, **measure(arch), "context": dict(ctx)}
         append_jsonl(path, row)
         done[name] = row
     return [done[name] for name in names]
@@ -402,6 +476,8 @@ __all__ = [
     "fit_cost_predictor",
     "load_cost_predictor",
     "measure_arch",
+    "TRAIN_METRICS",
+    "measure_accuracies",
     "measure_context",
     "measure_costs",
     "read_costs",

@@ -23,6 +23,7 @@ from nag.costs import (
     default_predictor_path,
     fit_cost_predictor,
     load_cost_predictor,
+    measure_accuracies,
     measure_costs,
     read_costs,
     read_table_costs,
@@ -103,6 +104,47 @@ def test_measure_costs_any_space_and_errors(tmp_path):
     assert set(COST_METRICS) == {"latency_ms", "params_M", "flops_M"}
     with pytest.raises(MissingDataError):
         read_costs(tmp_path / "none.jsonl", nb201, ["params_M"])
+
+
+def test_measure_accuracies_trains_for_real_and_resumes(small, tmp_path, monkeypatch):
+    """Rows of really trained archs: appended per arch, not retrained on a rerun, refused under another budget."""
+    from nag.data import get_task
+
+    calls = []
+    train_eval = MBv3Space.train_eval
+    monkeypatch.setattr(MBv3Space, "train_eval", lambda self, *a, **k: calls.append(a[0]) or train_eval(self, *a, **k))
+    task, budget, path = get_task("digits"), {"epochs": 1, "batch_size": 32, "max_steps": 2}, tmp_path / "acc.jsonl"
+    archs = small.sample(2, 0)
+    first = measure_accuracies(small, archs[:1], path, task, budget, progress=False)
+    rows = measure_accuracies(small, archs, path, task, budget, progress=False)
+    assert calls == archs  # the rerun trained only the new arch
+    assert rows[0] == first[0] and len(path.read_text().splitlines()) == 2
+    for r, a in zip(rows, archs):
+        assert 0 <= r["val_acc"] <= 100 and 0 <= r["test_acc"] <= 100 and r["train_s"] > 0
+        assert r["flops_M"] == pytest.approx(small.cost(a)["flops_M"]) and r["params_M"] == pytest.approx(small.cost(a)["params_M"])
+        assert r["context"]["budget"]["max_steps"] == 2 and r["context"]["train_seed"] == 0
+    with pytest.raises(ConfigError, match="measured under"):
+        measure_accuracies(small, archs, path, task, {**budget, "max_steps": 3}, progress=False)
+    with pytest.raises(ConfigError, match="latency_ms"):
+        measure_accuracies(small, archs, tmp_path / "b.jsonl", task, budget, metrics=["val_acc", "latency_ms"])
+    assert len(calls) == 2
+
+
+def test_fit_cost_predictor_source_train_eval_resumes(tmp_path):
+    """experiment=fit_acc_predictor_mbv3 (source=train_eval): trains each arch once, fits accuracy; a rerun on
+    the same rows file trains nothing and fits the same data."""
+    rows_file = tmp_path / "acc.jsonl"
+    overrides = ["experiment=fit_acc_predictor_mbv3", "n_archs=3", "heldout_frac=0.34", "predictor.steps=2",
+                 "train.epochs=1", "train.max_steps=1", "space.resolution=32", f"measure.path={rows_file}",
+                 "wandb.mode=disabled"]  # fmt: skip
+    first = run_experiment(compose_config(overrides), out_dir=tmp_path / "a")
+    text = rows_file.read_text()
+    assert first["n_train"] == 2 and first["n_heldout"] == 1 and len(text.splitlines()) == 3
+    again = run_experiment(compose_config(overrides), out_dir=tmp_path / "b")
+    assert rows_file.read_text() == text and again["val_acc_median"] == first["val_acc_median"]
+    info = cost_predictor_info(tmp_path / "b" / "predictor.pt")
+    assert info["source"] == "train_eval" and info["measure_context"]["task"]["name"] == "digits"
+    assert load_cost_predictor(tmp_path / "b" / "predictor.pt").targets == ["val_acc", "test_acc", "flops_M", "params_M"]
 
 
 def test_latency_meter_ranks_a_big_net_above_a_small_one(small):
@@ -286,7 +328,24 @@ def test_latency_and_flops_guidance_move_the_samples(mbv3_prior, latency_predict
     assert len(set(fast)) == len(fast)
 
 
-def test_pareto_generation_writes_the_front(tmp_path, mbv3_prior, latency_predictor):
+@pytest.fixture(scope="module")
+def accuracy_predictor(mbv3_prior):
+    if not default_predictor_path("mbv3", "digits_acc").is_file():
+        pytest.skip("no shipped mbv3 accuracy predictor (see experiments/experiment/fit_acc_predictor_mbv3.yaml)")
+    return load_cost_predictor("mbv3_digits_acc", mbv3_prior.space)
+
+
+def test_shipped_accuracy_predictor_record(accuracy_predictor, mbv3_prior):
+    """Fit on subnets really trained on digits; its record holds the held-out scores docs/mbv3.md reports."""
+    info = cost_predictor_info("mbv3_digits_acc")
+    assert info["source"] == "train_eval" and info["measure_context"]["task"]["name"] == "digits"
+    assert info["n_train"] + info["n_heldout"] >= 150 and info["heldout_scores"]["val_acc_spearman"] > 0.2
+    assert accuracy_predictor.sde_config == mbv3_prior.sde.config()
+    rows = Path(str(default_predictor_path("mbv3", "digits_acc")).replace(".pt", ".jsonl"))
+    assert len(rows.read_text().splitlines()) == info["n_train"] + info["n_heldout"]  # the shipped rows rebuild it
+
+
+def test_pareto_generation_writes_the_front(tmp_path, mbv3_prior, latency_predictor, accuracy_predictor):
     cfg = compose_config(
         ["experiment=pareto_generation", "n=12", "n_unguided=12", "batch_size=12", "solver.steps=4",
          "timing.runs=2", "timing.warmup=1", "measure=[flops_M]"]
@@ -295,12 +354,12 @@ def test_pareto_generation_writes_the_front(tmp_path, mbv3_prior, latency_predic
     assert results["n"] == 12 and 1 <= results["front_size"] <= 24
     with open(tmp_path / "samples.csv", newline="") as f:
         rows = list(csv.DictReader(f))
-    assert len(rows) == 24 and set(rows[0]) == {"set", "arch", "pred_flops_M", "pred_latency_ms", "flops_M", "on_front"}
+    assert len(rows) == 24 and set(rows[0]) == {"set", "arch", "pred_val_acc", "pred_latency_ms", "flops_M", "on_front"}
     space = mbv3_prior.space
     for r in rows[:3]:
         assert float(r["flops_M"]) == pytest.approx(space.cost(space.parse(r["arch"]))["flops_M"], rel=1e-4)
-    # the front: exactly the samples no other sample beats on (higher flops_M, lower pred_latency_ms)
-    costs = np.array([[-float(r["flops_M"]), float(r["pred_latency_ms"])] for r in rows])
+    # the front: exactly the samples no other sample beats on (higher pred_val_acc, lower pred_latency_ms)
+    costs = np.array([[-float(r["pred_val_acc"]), float(r["pred_latency_ms"])] for r in rows])
     assert [r["on_front"] == "True" for r in rows] == pareto_mask(costs).tolist()
     with open(tmp_path / "pareto_front.csv", newline="") as f:
         front = list(csv.DictReader(f))
@@ -311,8 +370,8 @@ def test_pareto_generation_writes_the_front(tmp_path, mbv3_prior, latency_predic
 
 
 @pytest.mark.slow
-def test_latency_constraint_holds_when_measured(tmp_path, mbv3_prior, latency_predictor):
-    """FLOPs guidance under a latency bound: most guided samples meet the bound by real CPU timing,
+def test_latency_constraint_holds_when_measured(tmp_path, mbv3_prior, latency_predictor, accuracy_predictor):
+    """Accuracy guidance under a latency bound: most guided samples meet the bound by real CPU timing,
     far more than unguided ones."""
     cfg = compose_config(["experiment=pareto_generation", "n=48", "n_unguided=48", "batch_size=48"])
     results = run_experiment(cfg, out_dir=tmp_path)

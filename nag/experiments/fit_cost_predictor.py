@@ -1,4 +1,4 @@
-"""``experiment=fit_cost_predictor``: a noise-aware predictor of architecture costs (latency, FLOPs, ...).
+"""``experiment=fit_cost_predictor``: a noise-aware predictor of architecture costs (latency, FLOPs, accuracy, ...).
 
 ``source`` says where the costs come from:
 
@@ -6,6 +6,10 @@
   on this machine into ``measure.path`` (default ``<run dir>/costs.jsonl``) by
   ``nag.costs.measure_costs``: CPU latency by ``space.latency``, params/FLOPs by ``space.cost``.
   The file is resumable: rerun with the same path and only the missing archs are measured.
+- ``train_eval``: ``n_archs`` sampled archs are really trained on ``task`` with the budget
+  ``train`` (``space.train_eval``, training seed ``train_seed``) into ``measure.path`` by
+  ``nag.costs.measure_accuracies``; targets ``val_acc`` / ``test_acc`` / ``train_loss`` (%) and
+  the exact ``flops_M`` / ``params_M``. Resumable like ``measure`` (same ``n_archs`` and ``seed``).
 - ``table``: the rows of a benchmark CSV (``benchmark.path``; ``benchmark.arch`` says how a row
   names its arch, see ``nag.costs.table_arch_fn``).
 
@@ -21,6 +25,8 @@ the data, ``measure_s``, ``fit_s``, ``wall_s``.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -31,6 +37,7 @@ from nag.costs import (
     check_metrics,
     default_predictor_path,
     fit_cost_predictor,
+    measure_accuracies,
     measure_costs,
     read_table_costs,
     save_cost_predictor,
@@ -38,10 +45,76 @@ from nag.costs import (
 )
 from nag.diffusion.prior import default_prior_path, read_prior_checkpoint
 from nag.errors import ConfigError, MissingDataError
-from nag.experiments import build_space, call_with_config, experiment, plain, positive_int, run_dir
+from nag.experiments import (
+    build_budget,
+    build_space,
+    build_task,
+    call_with_config,
+    experiment,
+    plain,
+    positive_int,
+    run_dir,
+)
 from nag.experiments.generate import set_threads
 
-SOURCES = ("measure", "table")
+# source -> read(cfg, space, targets, info) -> (archs, {target: values}); it adds what it read to ``info``
+Source = Callable[[DictConfig, Any, list[str], dict[str, Any]], tuple[list, dict[str, np.ndarray]]]
+SOURCES: dict[str, Source] = {}
+
+
+def source(name: str) -> Callable[[Source], Source]:
+    """Register a cost source under ``name`` (``source=<name>``)."""
+
+    def register(fn: Source) -> Source:
+        SOURCES[name] = fn
+        return fn
+
+    return register
+
+
+def rows_path(cfg: DictConfig) -> tuple[Path, dict[str, Any]]:
+    """The rows file of ``cfg.measure`` (``path``, default ``<run dir>/costs.jsonl``) and its other keys."""
+    measure = dict(plain(cfg.get("measure")) or {})
+    return Path(measure.pop("path", None) or run_dir() / "costs.jsonl"), measure
+
+
+def row_values(rows: Sequence[Mapping[str, Any]], targets: Sequence[str]) -> dict[str, np.ndarray]:
+    return {m: np.array([r[m] for r in rows], dtype=np.float64) for m in targets}
+
+
+@source("measure")
+def measured_costs(cfg: DictConfig, space: Any, targets: list[str], info: dict[str, Any]) -> tuple[list, dict[str, np.ndarray]]:
+    """``n_archs`` sampled archs measured here (``nag.costs.measure_costs``)."""
+    path, measure = rows_path(cfg)
+    timing = call_with_config("measure", "timing", Timing, measure)
+    archs = space.sample(positive_int(cfg, "n_archs"), int(cfg.seed))
+    rows = measure_costs(space, archs, path, check_metrics(targets), timing, context={"space": plain(cfg.space)})
+    scales = {r["reference_ms"] for r in rows if "reference_ms" in r}
+    info.update(measure_context=rows[0]["context"], costs_file=str(path), reference_ms=scales.pop() if scales else None)
+    return archs, row_values(rows, targets)
+
+
+@source("train_eval")
+def trained_accuracies(cfg: DictConfig, space: Any, targets: list[str], info: dict[str, Any]) -> tuple[list, dict[str, np.ndarray]]:
+    """``n_archs`` sampled archs really trained on ``task`` with budget ``train`` (``nag.costs.measure_accuracies``)."""
+    path, _ = rows_path(cfg)
+    archs = space.sample(positive_int(cfg, "n_archs"), int(cfg.seed))
+    rows = measure_accuracies(
+        space, archs, path, build_task(cfg), build_budget(cfg, "train"), seed=int(cfg.get("train_seed") or 0),
+        metrics=targets, context={"space": plain(cfg.space), "task": plain(cfg.task)},
+    )
+    info.update(measure_context=rows[0]["context"], costs_file=str(path), train_s=float(sum(r["train_s"] for r in rows)))
+    return archs, row_values(rows, targets)
+
+
+@source("table")
+def table_costs(cfg: DictConfig, space: Any, targets: list[str], info: dict[str, Any]) -> tuple[list, dict[str, np.ndarray]]:
+    """The rows of the benchmark CSV ``benchmark.path``."""
+    benchmark = plain(cfg.get("benchmark")) or {}
+    if not benchmark.get("path"):
+        raise MissingDataError("source=table needs benchmark.path=<csv> (and benchmark.arch for tables without an arch column)")
+    info.update(table=str(benchmark["path"]))
+    return read_table_costs(benchmark["path"], space, targets, benchmark.get("arch"))
 
 
 def prior_sde(cfg: DictConfig, space_name: str) -> dict[str, Any]:
@@ -52,36 +125,22 @@ def prior_sde(cfg: DictConfig, space_name: str) -> dict[str, Any]:
 
 @experiment("fit_cost_predictor")
 def fit_cost_predictor_experiment(cfg: DictConfig) -> dict[str, Any]:
-    """Measure or read costs, fit the predictor, score it; see the module docstring."""
+    """Measure, train or read costs, fit the predictor, score it; see the module docstring."""
     start = time.perf_counter()
     set_threads(cfg)
     space = build_space(cfg)
     seed = int(cfg.seed)
-    source = str(cfg.source)
+    name = str(cfg.source)
+    if name not in SOURCES:
+        raise ConfigError(f"source={name!r} is not a cost source; accepted: {', '.join(SOURCES)}")
     targets = list(plain(cfg.targets) or [])
     if not targets:
         raise ConfigError("targets is empty; name the cost columns to predict, e.g. targets=[latency_ms]")
     sde = prior_sde(cfg, space.name)
 
-    info: dict[str, Any] = {"source": source, "targets": targets, "space": plain(cfg.space)}
+    info: dict[str, Any] = {"source": name, "targets": targets, "space": plain(cfg.space)}
     t0 = time.perf_counter()
-    if source == "measure":
-        measure = dict(plain(cfg.get("measure")) or {})
-        path = measure.pop("path", None) or run_dir() / "costs.jsonl"
-        timing = call_with_config("measure", "timing", Timing, measure)
-        archs = space.sample(positive_int(cfg, "n_archs"), seed)
-        rows = measure_costs(space, archs, path, check_metrics(targets), timing, context={"space": plain(cfg.space)})
-        y = {m: np.array([r[m] for r in rows], dtype=np.float64) for m in targets}
-        scales = {r["reference_ms"] for r in rows if "reference_ms" in r}
-        info.update(measure_context=rows[0]["context"], costs_file=str(path), reference_ms=scales.pop() if scales else None)
-    elif source == "table":
-        benchmark = plain(cfg.get("benchmark")) or {}
-        if not benchmark.get("path"):
-            raise MissingDataError("source=table needs benchmark.path=<csv> (and benchmark.arch for tables without an arch column)")
-        archs, y = read_table_costs(benchmark["path"], space, targets, benchmark.get("arch"))
-        info.update(table=str(benchmark["path"]))
-    else:
-        raise ConfigError(f"source={source!r} is not a cost source; accepted: {', '.join(SOURCES)}")
+    archs, y = SOURCES[name](cfg, space, targets, info)
     measure_s = time.perf_counter() - t0
 
     n_train = cfg.get("n_train")
@@ -102,4 +161,4 @@ def fit_cost_predictor_experiment(cfg: DictConfig) -> dict[str, Any]:
     return {**results, "measure_s": measure_s, "fit_s": fit_s, "wall_s": time.perf_counter() - start}
 
 
-__all__ = ["fit_cost_predictor_experiment", "prior_sde"]
+__all__ = ["SOURCES", "fit_cost_predictor_experiment", "prior_sde", "source"]
