@@ -42,7 +42,7 @@ METHODS: dict[str, tuple[str, dict[str, Any]]] = {
     "diffusion_bo": ("bo", {
         "optimizer": "diffusion", "acquisition": "ei", "n_init": BO_N_INIT,
         "optimizer_params": {"n_samples": 64, "solver": PRIOR_SOLVER, "weight": 10.0, "diversity": 1.0,
-                             "trust_top": 10, "mutations": 100},
+                             "trust_top": 10, "trust_weight": 3.0, "mutations": 100},
     }),
 }
 
