@@ -433,3 +433,11 @@ def test_third_space_trains_a_prior_and_generates(tmp_path, chain_space_plugin):
     assert len(lines) == 100 and all(space.is_valid(space.parse(line)) for line in lines)
     assert generated["validity"] == 1.0 and 0.0 <= generated["novelty"] <= 1.0
     assert generated["uniqueness"] > 0.5  # 100 draws from 625 archs
+
+
+def test_unknown_cost_source_names_the_known_ones(tmp_path):
+    from nag.errors import UnknownNameError
+
+    cfg = compose_config(["experiment=fit_cost_predictor", "source=guess", "space.resolution=32"])
+    with pytest.raises(UnknownNameError, match="unknown cost source 'guess'.*measure, table, train_eval"):
+        run_experiment(cfg, out_dir=tmp_path)

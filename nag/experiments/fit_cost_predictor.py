@@ -56,20 +56,11 @@ from nag.experiments import (
     run_dir,
 )
 from nag.experiments.generate import set_threads
+from nag.registry import Registry
 
 # source -> read(cfg, space, targets, info) -> (archs, {target: values}); it adds what it read to ``info``
 Source = Callable[[DictConfig, Any, list[str], dict[str, Any]], tuple[list, dict[str, np.ndarray]]]
-SOURCES: dict[str, Source] = {}
-
-
-def source(name: str) -> Callable[[Source], Source]:
-    """Register a cost source under ``name`` (``source=<name>``)."""
-
-    def register(fn: Source) -> Source:
-        SOURCES[name] = fn
-        return fn
-
-    return register
+SOURCES: Registry[tuple[list, dict[str, np.ndarray]]] = Registry("cost source", group="nag.cost_sources")
 
 
 def rows_path(cfg: DictConfig) -> tuple[Path, dict[str, Any]]:
@@ -82,7 +73,7 @@ def row_values(rows: Sequence[Mapping[str, Any]], targets: Sequence[str]) -> dic
     return {m: np.array([r[m] for r in rows], dtype=np.float64) for m in targets}
 
 
-@source("measure")
+@SOURCES.register("measure")
 def measured_costs(cfg: DictConfig, space: Any, targets: list[str], info: dict[str, Any]) -> tuple[list, dict[str, np.ndarray]]:
     """``n_archs`` sampled archs measured here (``nag.costs.measure_costs``)."""
     path, measure = rows_path(cfg)
@@ -94,7 +85,7 @@ def measured_costs(cfg: DictConfig, space: Any, targets: list[str], info: dict[s
     return archs, row_values(rows, targets)
 
 
-@source("train_eval")
+@SOURCES.register("train_eval")
 def trained_accuracies(cfg: DictConfig, space: Any, targets: list[str], info: dict[str, Any]) -> tuple[list, dict[str, np.ndarray]]:
     """``n_archs`` sampled archs really trained on ``task`` with budget ``train`` (``nag.costs.measure_accuracies``)."""
     path, _ = rows_path(cfg)
@@ -107,7 +98,7 @@ def trained_accuracies(cfg: DictConfig, space: Any, targets: list[str], info: di
     return archs, row_values(rows, targets)
 
 
-@source("table")
+@SOURCES.register("table")
 def table_costs(cfg: DictConfig, space: Any, targets: list[str], info: dict[str, Any]) -> tuple[list, dict[str, np.ndarray]]:
     """The rows of the benchmark CSV ``benchmark.path``."""
     benchmark = plain(cfg.get("benchmark")) or {}
@@ -131,8 +122,7 @@ def fit_cost_predictor_experiment(cfg: DictConfig) -> dict[str, Any]:
     space = build_space(cfg)
     seed = int(cfg.seed)
     name = str(cfg.source)
-    if name not in SOURCES:
-        raise ConfigError(f"source={name!r} is not a cost source; accepted: {', '.join(SOURCES)}")
+    read_source = SOURCES.get(name)  # an unknown name fails here, listing the known sources
     targets = list(plain(cfg.targets) or [])
     if not targets:
         raise ConfigError("targets is empty; name the cost columns to predict, e.g. targets=[latency_ms]")
@@ -140,7 +130,7 @@ def fit_cost_predictor_experiment(cfg: DictConfig) -> dict[str, Any]:
 
     info: dict[str, Any] = {"source": name, "targets": targets, "space": plain(cfg.space)}
     t0 = time.perf_counter()
-    archs, y = SOURCES[name](cfg, space, targets, info)
+    archs, y = read_source(cfg, space, targets, info)
     measure_s = time.perf_counter() - t0
 
     n_train = cfg.get("n_train")
@@ -161,4 +151,4 @@ def fit_cost_predictor_experiment(cfg: DictConfig) -> dict[str, Any]:
     return {**results, "measure_s": measure_s, "fit_s": fit_s, "wall_s": time.perf_counter() - start}
 
 
-__all__ = ["SOURCES", "fit_cost_predictor_experiment", "prior_sde", "source"]
+__all__ = ["SOURCES", "fit_cost_predictor_experiment", "prior_sde"]
