@@ -25,6 +25,7 @@ from nag.errors import ConfigError
 from nag.registry import Registry
 from nag.search.acquisition import get_acquisition
 from nag.search.loop import SEARCHERS, SearchContext, Searcher
+from nag.search.targets import TARGET_TRANSFORMS, transform_targets
 from nag.search.surrogate import DEFAULT_SDE, SURROGATES, fit_surrogate, predict_mean_std, torch_threads
 from nag.spaces.base import Arch, SearchSpace
 
@@ -44,8 +45,12 @@ class PoolOptimizer(ABC):
         self.origin: dict[Arch, str] = {}  # where candidates of the last proposal came from, if mixed
 
     @abstractmethod
-    def propose(self, ctx: SearchContext, surrogate: Any) -> list[Arch]:
-        """Candidate archs, none evaluated yet, no repeats."""
+    def propose(self, ctx: SearchContext, surrogate: Any, targets: np.ndarray | None = None) -> list[Arch]:
+        """Candidate archs, none evaluated yet, no repeats.
+
+        ``targets`` [n]: the values of ``ctx.history`` the surrogate was fitted on (BO's
+        transformed values; None = as observed).
+        """
 
     def source_of(self, arch: Arch) -> str:
         """Which part of the optimiser proposed ``arch`` in the last round (default: its name)."""
@@ -65,7 +70,7 @@ class RandomPool(PoolOptimizer):
 
     name = "random_pool"
 
-    def propose(self, ctx: SearchContext, surrogate: Any) -> list[Arch]:
+    def propose(self, ctx: SearchContext, surrogate: Any, targets: np.ndarray | None = None) -> list[Arch]:
         return ctx.sample_unseen(self.pool_size, by_canonical=self.by_canonical)
 
 
@@ -98,7 +103,7 @@ class MutationPool(PoolOptimizer):
         self.max_edits = max_edits
         self.random_frac = random_frac
 
-    def propose(self, ctx: SearchContext, surrogate: Any) -> list[Arch]:
+    def propose(self, ctx: SearchContext, surrogate: Any, targets: np.ndarray | None = None) -> list[Arch]:
         n_random = int(round(self.random_frac * self.pool_size))
         n_mut = self.pool_size - n_random
         parents = [q.arch for q in sorted(ctx.history, key=lambda q: -q.value)[: self.n_parents]]
@@ -249,12 +254,13 @@ class DiffusionPool(PoolOptimizer):
 
         return build_sde(self.prior.sde).config()
 
-    def propose(self, ctx: SearchContext, surrogate: Any) -> list[Arch]:
+    def propose(self, ctx: SearchContext, surrogate: Any, targets: np.ndarray | None = None) -> list[Arch]:
         from nag.diffusion.guidance import DiversityGuide, Guide, GuidedSampler
 
+        y = history_values(ctx) if targets is None else np.asarray(targets, dtype=float)
         guides = []
         if self.weight:
-            objective = AcquisitionObjective(self.guide_surrogate(ctx), self.kappa, guidance_scale(ctx))
+            objective = AcquisitionObjective(self.guide_surrogate(ctx, y), self.kappa, guidance_scale(y))
             guides.append(Guide(objective, weight=self.weight, direction="max", schedule=self.schedule))
         if self.trust_top and self.trust_weight:
             from nag.diffusion.sde import build_sde
@@ -270,30 +276,34 @@ class DiffusionPool(PoolOptimizer):
         archs = ctx.fresh(sampler.sample(self.n_samples, seed=ctx.torch_seed()), self.by_canonical)[: self.pool_size]
         self.origin = dict.fromkeys(archs, "guided" if guides else "prior")
         if self.local is not None:
-            local = self.local.propose(ctx, surrogate)
+            local = self.local.propose(ctx, surrogate, y)
             archs = ctx.fresh(archs + local, self.by_canonical)
             self.origin.update((a, "mutation") for a in archs[len(self.origin):])
         return archs
 
-    def guide_surrogate(self, ctx: SearchContext) -> Any:
-        """A noise-aware surrogate under the prior's SDE, fitted on every evaluated arch.
+    def guide_surrogate(self, ctx: SearchContext, y: np.ndarray) -> Any:
+        """A noise-aware surrogate under the prior's SDE, fitted on every evaluated arch (targets ``y`` [n]).
 
         BO ranks the pool with its own (clean) surrogate; as in DiffusionNAG, guidance needs a
         predictor that reads noisy states, and ranking is best done by a clean one.
         """
         params = {"noise_aware": True, **self.guide_params, "sde_config": self.sde_config()}
         archs = [q.arch for q in ctx.history]
-        y = np.array([q.value for q in ctx.history], dtype=float)
         return fit_surrogate(self.guide_surrogate_name, self.space, archs, y, seed=ctx.torch_seed(), **params)
 
 
-def guidance_scale(ctx: SearchContext) -> float:
-    """Spread of the better half of the observed values: the unit of the guidance objective.
+def history_values(ctx: SearchContext) -> np.ndarray:
+    """The observed values of ``ctx.history``, in query order. [n]."""
+    return np.array([q.value for q in ctx.history], dtype=float)
+
+
+def guidance_scale(y: np.ndarray) -> float:
+    """Spread of the better half of the values ``y`` [n]: the unit of the guidance objective.
 
     The whole spread is dominated by broken archs (NB201: ~10% accuracy); measured on the better
     half, a unit is a difference that matters among good archs.
     """
-    values = np.sort([q.value for q in ctx.history])[::-1]
+    values = np.sort(np.asarray(y, dtype=float))[::-1]
     top = values[: max(2, (len(values) + 1) // 2)]
     return float(np.std(top)) or float(np.std(values)) or 1.0
 
@@ -320,6 +330,8 @@ class BayesOpt(Searcher):
         q: archs evaluated per round.
         surrogate: name in ``SURROGATES`` ("fast" ensemble MLP, or "predictor" = fit_predictor);
             ``surrogate_params`` go to it (``ensemble`` = members M).
+        target_transform: name in ``TARGET_TRANSFORMS`` (``rank_gauss``, ``none``): the observed
+            values are mapped by it before every fit; the pool and the acquisition see the same units.
         threads: torch intra-op threads during a round (1: tiny tensors; None: unchanged).
     """
 
@@ -336,6 +348,7 @@ class BayesOpt(Searcher):
         optimizer_params: dict[str, Any] | None = None,
         surrogate: str = "fast",
         surrogate_params: dict[str, Any] | None = None,
+        target_transform: str = "rank_gauss",
         threads: int | None = 1,
     ) -> None:
         super().__init__(space)
@@ -349,12 +362,17 @@ class BayesOpt(Searcher):
         self.surrogate = surrogate
         self.surrogate_params = dict(surrogate_params or {})
         self.threads = threads
-        SURROGATES.get(surrogate)  # an unknown name fails now, not after n_init queries
+        self.target_transform = target_transform
+        SURROGATES.get(surrogate)  # unknown names fail now, not after n_init queries
+        TARGET_TRANSFORMS.get(target_transform)
 
-    def fit_surrogate(self, ctx: SearchContext) -> Any:
-        """The surrogate refitted on every evaluated arch (seeded from the search's generator)."""
+    def targets(self, ctx: SearchContext) -> np.ndarray:
+        """The surrogate's targets: the observed values under ``target_transform``. [n]."""
+        return transform_targets(self.target_transform, history_values(ctx))
+
+    def fit_surrogate(self, ctx: SearchContext, y: np.ndarray) -> Any:
+        """The surrogate refitted on every evaluated arch, targets ``y`` [n] (seeded from the search's generator)."""
         archs = [q.arch for q in ctx.history]
-        y = np.array([q.value for q in ctx.history], dtype=float)
         params = {"sde_config": self.optimizer.sde_config(), **self.surrogate_params}
         return fit_surrogate(self.surrogate, self.space, archs, y, seed=ctx.torch_seed(), **params)
 
@@ -363,13 +381,14 @@ class BayesOpt(Searcher):
             for arch in ctx.sample_unseen(1):
                 ctx.query(arch)
             return
+        y = self.targets(ctx)
         with torch_threads(self.threads):
-            surrogate = self.fit_surrogate(ctx)
-            pool = self.optimizer.propose(ctx, surrogate)
+            surrogate = self.fit_surrogate(ctx, y)
+            pool = self.optimizer.propose(ctx, surrogate, y)
             fallback = not pool  # the optimiser found nothing fresh: a random arch keeps the search going
             pool = pool or ctx.sample_unseen(1)
             mean, std = predict_mean_std(surrogate, pool)
-        scores = self.acquisition(mean, std, ctx.best().value, rng=ctx.rng)
+        scores = self.acquisition(mean, std, float(y.max()), rng=ctx.rng)
         sources = ctx.extra.setdefault("sources", {})  # queries per part of the pool that proposed them
         for i in np.argsort(-scores, kind="stable")[: min(self.q, ctx.remaining)]:
             arch = pool[int(i)]

@@ -25,6 +25,7 @@ from torch import Tensor, nn
 
 from nag.errors import ConfigError
 from nag.registry import Registry
+from nag.search.encodings import build_encoding
 from nag.spaces.base import Arch, SearchSpace
 
 DEFAULT_SDE: dict[str, Any] = {"name": "ve", "sigma_min": 0.1, "sigma_max": 5.0}
@@ -81,8 +82,11 @@ class EnsembleMLP(nn.Module):
 class FastSurrogate:
     """A fitted ``EnsembleMLP`` with the Predictor interface (one target, original units)."""
 
-    def __init__(self, space: SearchSpace, net: EnsembleMLP, sde: Any, y_mean: float, y_std: float) -> None:
+    def __init__(
+        self, space: SearchSpace, net: EnsembleMLP, sde: Any, y_mean: float, y_std: float, encoding: Any = None
+    ) -> None:
         self.space = space
+        self.encoding = encoding if encoding is not None else build_encoding("onehot", space)
         self.space_name = space.name
         self.net = net.eval().requires_grad_(False)
         self.sde = sde
@@ -96,7 +100,7 @@ class FastSurrogate:
 
     def members(self, x: Tensor, t: float | Tensor) -> Tensor:
         """Per-member predictions in original units. x: [B, N, V] in [-1, 1] -> [M, B]."""
-        return self.net(features(self.sde, x, t)) * self.y_std + self.y_mean
+        return self.net(features(self.sde, self.encoding, x, t)) * self.y_std + self.y_mean
 
     def predict(self, x: Tensor, t: float | Tensor) -> tuple[Tensor, Tensor]:
         """(mean [B, 1], var [B, 1]) across members; differentiable w.r.t. ``x``."""
@@ -115,16 +119,14 @@ class FastSurrogate:
         return self.predict(to_state(self.space, list(archs)), t)
 
 
-def features(sde: Any, x: Tensor, t: float | Tensor) -> Tensor:
-    """Preconditioned flat state plus time features. x: [B, N, V] -> [B, N*V + TIME_FEATURES]."""
-    from nag.diffusion.sde import bcast
+def features(sde: Any, encoding: Any, x: Tensor, t: float | Tensor) -> Tensor:
+    """Encoded state plus time features. x: [B, N, V] -> [B, encoding.dim + TIME_FEATURES]."""
     from nag.modules.nets.embeddings import sinusoidal_embedding
 
     t = torch.as_tensor(t, dtype=torch.float32, device=x.device)
     t = t.expand(x.shape[0]) if t.dim() == 0 else t
     alpha, std = sde.marginal_coeffs(t)
-    xin = bcast(torch.rsqrt(alpha.pow(2) + std.pow(2)), x) * x
-    return torch.cat([xin.flatten(1), sinusoidal_embedding(t * 100.0, TIME_FEATURES)], dim=1)
+    return torch.cat([encoding(x, alpha, std), sinusoidal_embedding(t * 100.0, TIME_FEATURES)], dim=1)
 
 
 def fit_fast(
@@ -141,9 +143,15 @@ def fit_fast(
     weight_decay: float = 1e-4,
     noise_aware: bool = False,
     clean_frac: float = 0.25,
+    encoding: str = "onehot",
+    encoding_params: Mapping[str, Any] | None = None,
     seed: int = 0,
 ) -> FastSurrogate:
-    """Fit an ``EnsembleMLP`` on ``(archs, y [n])``: full-batch Adam, MSE on standardised targets."""
+    """Fit an ``EnsembleMLP`` on ``(archs, y [n])``: full-batch Adam, MSE on standardised targets.
+
+    ``encoding``: the input features, a name in ``nag.search.encodings.ENCODINGS`` (``onehot``,
+    ``paths``) with ``encoding_params``.
+    """
     from nag.diffusion.sde import build_sde
     from nag.modules.arch_data import to_state
     from nag.modules.predictor import noisy_state
@@ -151,26 +159,27 @@ def fit_fast(
     if len(archs) < 2:
         raise ConfigError(f"a surrogate needs at least 2 evaluated architectures, got {len(archs)}")
     sde = build_sde(sde_config)
+    enc = build_encoding(encoding, space, **dict(encoding_params or {}))
     y = np.asarray(y, dtype=np.float64)
     y_mean, y_std = float(y.mean()), max(float(y.std()), 1e-8)
     target = torch.tensor((y - y_mean) / y_std, dtype=torch.float32)
     x0 = to_state(space, list(archs))
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        net = EnsembleMLP(space.num_nodes * space.num_ops + TIME_FEATURES, ensemble, hidden, layers)
+        net = EnsembleMLP(enc.dim + TIME_FEATURES, ensemble, hidden, layers)
         opt = torch.optim.Adam(net.parameters(), lr=lr, weight_decay=weight_decay)
-        clean = features(sde, x0, 0.0)
+        clean = features(sde, enc, x0, 0.0)
         for _ in range(steps):
             if noise_aware:
                 x, t = noisy_state(sde, x0, True, clean_frac)
-                h = features(sde, x, t)
+                h = features(sde, enc, x, t)
             else:
                 h = clean
             opt.zero_grad(set_to_none=True)
             loss = (net(h) - target).pow(2).mean()
             loss.backward()
             opt.step()
-    return FastSurrogate(space, net, sde, y_mean, y_std)
+    return FastSurrogate(space, net, sde, y_mean, y_std, enc)
 
 
 def fit_lightning(
