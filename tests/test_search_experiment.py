@@ -45,6 +45,15 @@ def test_bo_nas_without_a_table_path_says_which_key(tmp_path):
         run_experiment(cfg, out_dir=tmp_path)
 
 
+def test_bo_block_overrides_only_what_is_set():
+    from nag.experiments.bo_nas import method_overrides
+
+    cfg = compose_config(["experiment=bo_nas", "method=diffusion_bo", "bo.target_transform=none", "bo.ensemble=3",
+                          "wandb.mode=disabled"])
+    assert method_overrides(cfg) == {"target_transform": "none", "surrogate_params": {"ensemble": 3}}
+    assert method_overrides(compose_config(["experiment=bo_nas", "wandb.mode=disabled"])) == {}
+
+
 def sweep_overrides(path: Path) -> list[str]:
     """One point of a W&B sweep as the Hydra overrides ``${args_no_hyphens}`` would render."""
     spec = yaml.safe_load(path.read_text())
