@@ -3,6 +3,7 @@
 Each round (after ``n_init`` random queries):
 
 1. refit the surrogate (an ensemble predictor, clean t=0 predictions) on every evaluated arch,
+   its targets the observed values under ``target_transform`` (``nag.search.targets``),
 2. build a candidate pool with the acquisition optimiser (``POOL_OPTIMIZERS``):
    ``random_pool`` (uniform samples), ``mutation_pool`` (BANANAS: mutations of the best archs),
    ``diffusion`` (guided generation from a trained prior) or ``prior_filter`` (unguided prior
