@@ -100,6 +100,32 @@ def summarise(rows: list[dict[str, Any]], csv: str, methods: list[str]) -> list[
     return out
 
 
+def paired(rows: list[dict[str, Any]], csv: str, a: str, b: str) -> list[dict[str, Any]]:
+    """Seed-by-seed comparison of methods ``a`` and ``b`` (same seeds: same first random queries).
+
+    Per column and target (top 0.1%, optimum): seeds where ``a`` needed fewer queries, more, the
+    same, and the two-sided Wilcoxon signed-rank p-value (runs that missed count as the cap).
+    """
+    from scipy.stats import wilcoxon
+
+    table = _table(csv)
+    out = []
+    for column in COLUMNS:
+        vals = table.values(column)
+        runs = {m: {r["seed"]: r for r in rows if r["method"] == m and r["column"] == column} for m in (a, b)}
+        seeds = sorted(set(runs[a]) & set(runs[b]))
+        if not seeds:
+            continue
+        for target, threshold in (("top0.1%", table.quantile_threshold(column, TOP_FRAC)), ("optimum", float(vals.max()))):
+            qa = np.array([min(queries_to(runs[a][s]["values"], threshold), len(runs[a][s]["values"]) + 1) for s in seeds])
+            qb = np.array([min(queries_to(runs[b][s]["values"], threshold), len(runs[b][s]["values"]) + 1) for s in seeds])
+            d = qa - qb
+            p = float(wilcoxon(qa, qb).pvalue) if np.any(d != 0) else 1.0
+            out.append({"column": column, "target": target, "seeds": len(seeds), "a_fewer": int((d < 0).sum()),
+                        "b_fewer": int((d > 0).sum()), "ties": int((d == 0).sum()), "p": p})
+    return out
+
+
 def guided_share(runs: list[dict[str, Any]]) -> float | str:
     """Share of the BO-chosen queries (initial random ones excluded) that guided samples proposed;
     "" for methods without a guided pool."""
@@ -175,6 +201,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--report", action="store_true", help="only summarise the runs already in --out")
     parser.add_argument("--out", type=Path, default=REPO / "runs" / "nb201_search")
+    parser.add_argument("--compare", nargs=2, metavar=("A", "B"), default=None,
+                        help="also print a seed-by-seed comparison of two methods (wins and Wilcoxon p)")
     parser.add_argument("--set", nargs="*", default=[], metavar="METHOD.KEY=JSON",
                         help="override a method setting, e.g. bananas.q=2 'diffusion_bo.optimizer_params={\"weight\": 5}'")
     args = parser.parse_args(argv)
@@ -215,6 +243,12 @@ def main(argv: list[str] | None = None) -> None:
     for s in summary:
         print(f"{s['method']:<14}{s['column']:<20}{s['median_q_top0.1%']:>9.1f}{s['median_q_optimum']:>9.1f}"
               f"{s['found_optimum']:>4}/{s['seeds']:<3}{s['mean_wall_s']:>7.1f}{s['guided_share']!s:>8}")
+    if args.compare:
+        a, b = args.compare
+        print(f"\nseed by seed, {a} vs {b}: seeds where each needed fewer queries (Wilcoxon signed-rank p)")
+        for c in paired(wanted, args.csv, a, b):
+            print(f"{c['column']:<20}{c['target']:<9} {a} {c['a_fewer']:>3}  {b} {c['b_fewer']:>3}  "
+                  f"ties {c['ties']:>3}  p={c['p']:.3f}  ({c['seeds']} seeds)")
     print(f"outputs: {args.out}/nb201_search.png, nb201_search_curves.csv, nb201_search_summary.csv")
 
 
