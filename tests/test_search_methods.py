@@ -266,3 +266,18 @@ def test_bo_presets_share_the_initial_design_and_the_prior_sampler():
     assert len({method_settings(m)[1].get("n_init") for m in bo}) == 1
     solvers = [method_settings(m)[1]["optimizer_params"]["solver"] for m in ("prior_filter", "diffusion_bo")]
     assert solvers[0] == solvers[1]
+
+
+def test_diffusion_bo_differs_from_bananas_only_by_the_guided_samples():
+    """diffusion_bo's pool holds a bananas-sized mutation pool, ranked by the same acquisition and
+    surrogate: what it adds is the guided samples, so the benchmark measures exactly that."""
+    from nag.search import method_settings
+    from nag.search.bo import MutationPool
+
+    _, bananas = method_settings("bananas")
+    _, diffusion = method_settings("diffusion_bo")
+    assert diffusion["acquisition"] == bananas["acquisition"]
+    assert diffusion.get("surrogate", "fast") == bananas.get("surrogate", "fast")
+    assert diffusion.get("target_transform") == bananas.get("target_transform")
+    pool_size = bananas.get("optimizer_params", {}).get("pool_size", MutationPool(SPACE).pool_size)
+    assert diffusion["optimizer_params"]["mutations"] >= pool_size
