@@ -14,7 +14,8 @@ serves ranking and guidance.
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+import math
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -22,8 +23,6 @@ from torch import Tensor
 from nag.errors import ConfigError
 from nag.registry import Registry
 from nag.spaces.base import SearchSpace
-
-Encoding = Callable[[Tensor, Tensor, Tensor], Tensor]  # (x [B, N, V], alpha [B], std [B]) -> [B, F]
 
 ENCODINGS: Registry[Any] = Registry("surrogate encoding", group="nag.encodings")
 
@@ -83,10 +82,9 @@ class PathEncoding:
         allowed = space.allowed_ops()
         self.mask = allowed  # [N, V]
         self.ops = [torch.nonzero(allowed[i]).flatten() for i in range(space.num_nodes)]
-        size = lambda p: int(torch.tensor([len(self.ops[i]) for i in p]).prod())  # noqa: E731
         for length in range(max_len, 0, -1):
             paths = dag_paths(space, length)
-            dim = sum(size(p) for p in paths)
+            dim = sum(math.prod(len(self.ops[i]) for i in p) for p in paths)
             if dim <= max_features or length == 1:
                 break
         self.paths, self.dim = paths, dim

@@ -82,11 +82,9 @@ class EnsembleMLP(nn.Module):
 class FastSurrogate:
     """A fitted ``EnsembleMLP`` with the Predictor interface (one target, original units)."""
 
-    def __init__(
-        self, space: SearchSpace, net: EnsembleMLP, sde: Any, y_mean: float, y_std: float, encoding: Any = None
-    ) -> None:
+    def __init__(self, space: SearchSpace, net: EnsembleMLP, sde: Any, y_mean: float, y_std: float, encoding: Any) -> None:
         self.space = space
-        self.encoding = encoding if encoding is not None else build_encoding("onehot", space)
+        self.encoding = encoding  # nag.search.encodings: state -> features
         self.space_name = space.name
         self.net = net.eval().requires_grad_(False)
         self.sde = sde
