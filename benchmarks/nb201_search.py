@@ -108,17 +108,19 @@ def paired(rows: list[dict[str, Any]], csv: str, a: str, b: str) -> list[dict[st
     """
     from scipy.stats import wilcoxon
 
+    def needed(run: dict[str, Any], threshold: float) -> float:
+        return min(queries_to(run["values"], threshold), len(run["values"]) + 1)
+
     table = _table(csv)
     out = []
     for column in COLUMNS:
-        vals = table.values(column)
         runs = {m: {r["seed"]: r for r in rows if r["method"] == m and r["column"] == column} for m in (a, b)}
         seeds = sorted(set(runs[a]) & set(runs[b]))
         if not seeds:
             continue
-        for target, threshold in (("top0.1%", table.quantile_threshold(column, TOP_FRAC)), ("optimum", float(vals.max()))):
-            qa = np.array([min(queries_to(runs[a][s]["values"], threshold), len(runs[a][s]["values"]) + 1) for s in seeds])
-            qb = np.array([min(queries_to(runs[b][s]["values"], threshold), len(runs[b][s]["values"]) + 1) for s in seeds])
+        targets = (("top0.1%", table.quantile_threshold(column, TOP_FRAC)), ("optimum", float(table.values(column).max())))
+        for target, threshold in targets:
+            qa, qb = (np.array([needed(runs[m][s], threshold) for s in seeds]) for m in (a, b))
             d = qa - qb
             p = float(wilcoxon(qa, qb).pvalue) if np.any(d != 0) else 1.0
             out.append({"column": column, "target": target, "seeds": len(seeds), "a_fewer": int((d < 0).sum()),
