@@ -33,6 +33,15 @@ def nb201_csv(shared_data: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
+def nb201_table(nb201_csv: Path):
+    """The NB201 table on the nb201 space, parsed once per session (tests only read it)."""
+    from nag.benchmarks.table import BenchmarkTable
+    from nag.spaces import get_space
+
+    return BenchmarkTable.from_csv(nb201_csv, get_space("nb201"))
+
+
+@pytest.fixture(scope="session")
 def ofa_csv(shared_data: Path) -> Path:
     path = shared_data / "ofa" / "ofa_mbv3_latency.csv"
     if not path.is_file():

@@ -19,10 +19,8 @@ ARCHS = SPACE.enumerate()
 
 
 @pytest.fixture(scope="module")
-def table(nb201_csv):
-    from nag.benchmarks.table import BenchmarkTable
-
-    return BenchmarkTable.from_csv(nb201_csv, SPACE)
+def table(nb201_table):
+    return nb201_table
 
 
 class CountingTable:

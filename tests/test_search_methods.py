@@ -17,10 +17,8 @@ FAST_BO = {"surrogate_params": {"steps": 40, "ensemble": 3}, "optimizer_params":
 
 
 @pytest.fixture(scope="module")
-def table(nb201_csv):
-    from nag.benchmarks.table import BenchmarkTable
-
-    return BenchmarkTable.from_csv(nb201_csv, SPACE)
+def table(nb201_table):
+    return nb201_table
 
 
 def overrides(method: str) -> dict:

@@ -19,13 +19,6 @@ NB201 = get_space("nb201")
 C10 = "cifar10_test_acc"
 
 
-@pytest.fixture(scope="module")
-def nb201_table(nb201_csv):
-    from nag.benchmarks.table import BenchmarkTable
-
-    return BenchmarkTable.from_csv(nb201_csv, NB201)
-
-
 def test_nb201_paths_are_the_cell_paths_and_their_sub_paths():
     # op nodes 1..6 = edges (1<-0) (2<-0) (2<-1) (3<-0) (3<-1) (3<-2); cell paths: 3, 1-5, 2-6, 1-4-6
     paths = dag_paths(NB201, 3)
