@@ -194,6 +194,30 @@ def test_canonical_ignores_ops_behind_a_cut(arch, other) -> None:
         assert space.canonical(tuple(changed)) == space.canonical(cut)
 
 
+def test_normal_form_keeps_the_class_and_fixes_every_dead_edge(space: NB201Space) -> None:
+    """normal_form is a representative of the same class, idempotent, and changing any edge it
+    set to 'none' never changes the class (the edge was dead)."""
+    forms = set()
+    for arch in space.enumerate():
+        form = space.normal_form(arch)
+        assert space.canonical(form) == space.canonical(arch)
+        assert space.normal_form(form) == form
+        forms.add(form)
+        for i, op in enumerate(form):
+            if op == "none" and arch[i] != "none":
+                moved = list(arch)
+                moved[i] = "nor_conv_3x3" if arch[i] != "nor_conv_3x3" else "skip_connect"
+                assert space.canonical(tuple(moved)) == space.canonical(arch), (arch, i)
+    assert 6466 < len(forms) < 15625
+
+
+def test_normal_form_of_a_cell_without_dead_edges_is_itself(space: NB201Space) -> None:
+    arch = ("nor_conv_3x3", "skip_connect", "avg_pool_3x3", "nor_conv_1x1", "nor_conv_3x3", "skip_connect")
+    assert space.normal_form(arch) == arch
+    # node 2 has no way out (2->3 is 'none'): its input edges are dead
+    assert space.normal_form(arch[:5] + ("none",)) == ("nor_conv_3x3", "none", "none", "nor_conv_1x1", "nor_conv_3x3", "none")
+
+
 def test_canonical_sums_commute(space: NB201Space) -> None:
     # with node 1 = skip(x) = x, node 3 = conv3(x) + avg(node 1) equals avg(x) + conv3(node 1)
     a = ("skip_connect", "nor_conv_1x1", "none", "nor_conv_3x3", "avg_pool_3x3", "skip_connect")

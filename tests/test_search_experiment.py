@@ -48,9 +48,9 @@ def test_bo_nas_without_a_table_path_says_which_key(tmp_path):
 def test_bo_block_overrides_only_what_is_set():
     from nag.experiments.bo_nas import method_overrides
 
-    cfg = compose_config(["experiment=bo_nas", "method=diffusion_bo", "bo.target_transform=none", "bo.ensemble=3",
+    cfg = compose_config(["experiment=bo_nas", "method=diffusion_bo", "bo.target_transform=none", "bo.normal_form=true", "bo.ensemble=3",
                           "wandb.mode=disabled"])
-    assert method_overrides(cfg) == {"target_transform": "none", "surrogate_params": {"ensemble": 3}}
+    assert method_overrides(cfg) == {"target_transform": "none", "normal_form": True, "surrogate_params": {"ensemble": 3}}
     assert method_overrides(compose_config(["experiment=bo_nas", "wandb.mode=disabled"])) == {}
 
 

@@ -279,3 +279,21 @@ def test_diffusion_bo_differs_from_bananas_only_by_the_guided_samples():
     assert diffusion.get("target_transform") == bananas.get("target_transform")
     pool_size = bananas.get("optimizer_params", {}).get("pool_size", MutationPool(SPACE).pool_size)
     assert diffusion["optimizer_params"]["mutations"] >= pool_size
+
+
+@pytest.mark.parametrize("normal_form", [True, False])
+def test_bo_surrogate_reads_normal_forms(table, monkeypatch, normal_form):
+    """With ``normal_form`` on, BO fits and ranks with ``space.normal_form`` of every arch; the
+    searched and recorded archs stay as generated."""
+    import nag.search.bo as bo
+
+    seen: list = []
+    real_fit, real_predict = bo.fit_surrogate, bo.predict_mean_std
+    monkeypatch.setattr(bo, "fit_surrogate", lambda name, space, archs, *a, **k: (seen.extend(archs), real_fit(name, space, archs, *a, **k))[1])
+    monkeypatch.setattr(bo, "predict_mean_std", lambda sur, archs: (seen.extend(archs), real_predict(sur, archs))[1])
+    searcher = build_method("bananas", SPACE, {**FAST_BO, "normal_form": normal_form})
+    result = run_search(searcher, TableEvaluator(table, "cifar10_test_acc"), budget=12, seed=0)
+    assert seen
+    is_normal = [SPACE.normal_form(a) == a for a in seen]
+    assert all(is_normal) if normal_form else not all(is_normal)
+    assert not all(SPACE.normal_form(q.arch) == q.arch for q in result.history)

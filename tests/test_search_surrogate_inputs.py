@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from scipy.stats import spearmanr
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -103,3 +104,23 @@ def test_rank_gauss_targets_rank_the_top_of_the_table_better(nb201_table):
             found += int(top1[np.argsort(-mean)[:50]].sum())
         hits[name] = found
     assert hits["rank_gauss"] > 1.5 * hits["none"], hits
+
+
+def test_normal_forms_rank_the_top_of_the_table_better(nb201_table):
+    """Why BO's surrogate reads normal forms: fitted on 40 random cells, it ranks the better
+    half of the table better (Spearman, mean of 8 draws) when dead edges are fixed."""
+    table = nb201_table
+    values = table.values(C10)
+    good = values > np.median(values)
+    rho = {}
+    for normal in (False, True):
+        archs = [NB201.normal_form(a) for a in table.archs] if normal else table.archs
+        total = 0.0
+        for seed in range(8):
+            idx = np.random.default_rng(seed).choice(len(values), 40, replace=False)
+            y = transform_targets("rank_gauss", values[idx])
+            sur = fit_surrogate("fast", NB201, [archs[i] for i in idx], y, seed=seed)
+            mean, _ = predict_mean_std(sur, archs)
+            total += spearmanr(mean[good], values[good]).statistic / 8
+        rho[normal] = total
+    assert rho[True] > rho[False] + 0.03, rho

@@ -38,7 +38,7 @@ def method_overrides(cfg: DictConfig) -> dict[str, Any]:
     out: dict[str, Any] = {}
     if searcher == "bo":
         bo = {k: v for k, v in (plain(cfg.get("bo")) or {}).items() if v is not None}  # null = the preset's
-        out = {k: bo[k] for k in ("n_init", "q", "acquisition", "surrogate", "target_transform") if k in bo}
+        out = {k: bo[k] for k in ("n_init", "q", "acquisition", "surrogate", "target_transform", "normal_form") if k in bo}
         if "ensemble" in bo:
             out["surrogate_params"] = {"ensemble": bo["ensemble"]}
         if "pool_size" in bo:

@@ -18,7 +18,7 @@ Pools never contain an evaluated arch nor, by default, one isomorphic to an eval
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Any, ClassVar
+from typing import Any, Callable, ClassVar
 
 import numpy as np
 
@@ -333,10 +333,18 @@ class BayesOpt(Searcher):
             ``surrogate_params`` go to it (``ensemble`` = members M).
         target_transform: name in ``TARGET_TRANSFORMS`` (``rank_gauss``, ``none``): the observed
             values are mapped by it before every fit; the pool and the acquisition see the same units.
+        normal_form: the surrogate reads every arch as ``space.normal_form(arch)`` (dead choices
+            fixed), so it needs no data to learn that they do not matter. Off by default: on
+            NB201 it ranks random cells better but did not shorten searches (docs/search.md).
         threads: torch intra-op threads during a round (1: tiny tensors; None: unchanged).
+
+    ``on_pool``: if set, called every model round as ``on_pool(ctx, pool, mean, std, scores)``
+    before the queries (``pool`` fresh archs, the others [len(pool)]); for diagnostics
+    (``benchmarks/bo_pool_diagnostics.py``). Not saved with the state.
     """
 
     name = "bo"
+    on_pool: Callable[..., None] | None = None
 
     def __init__(
         self,
@@ -350,6 +358,7 @@ class BayesOpt(Searcher):
         surrogate: str = "fast",
         surrogate_params: dict[str, Any] | None = None,
         target_transform: str = "rank_gauss",
+        normal_form: bool = False,
         threads: int | None = 1,
     ) -> None:
         super().__init__(space)
@@ -364,6 +373,7 @@ class BayesOpt(Searcher):
         self.surrogate_params = dict(surrogate_params or {})
         self.threads = threads
         self.target_transform = target_transform
+        self.normal_form = normal_form
         SURROGATES.get(surrogate)  # unknown names fail now, not after n_init queries
         TARGET_TRANSFORMS.get(target_transform)
 
@@ -371,9 +381,13 @@ class BayesOpt(Searcher):
         """The surrogate's targets: the observed values under ``target_transform``. [n]."""
         return transform_targets(self.target_transform, history_values(ctx))
 
+    def surrogate_view(self, archs: list[Arch]) -> list[Arch]:
+        """``archs`` as the surrogate reads them (normal forms, if ``normal_form``)."""
+        return [self.space.normal_form(a) for a in archs] if self.normal_form else archs
+
     def fit_surrogate(self, ctx: SearchContext, y: np.ndarray) -> Any:
         """The surrogate refitted on every evaluated arch, targets ``y`` [n] (seeded from the search's generator)."""
-        archs = [q.arch for q in ctx.history]
+        archs = self.surrogate_view([q.arch for q in ctx.history])
         params = {"sde_config": self.optimizer.sde_config(), **self.surrogate_params}
         return fit_surrogate(self.surrogate, self.space, archs, y, seed=ctx.torch_seed(), **params)
 
@@ -388,8 +402,10 @@ class BayesOpt(Searcher):
             pool = self.optimizer.propose(ctx, surrogate, y)
             fallback = not pool  # the optimiser found nothing fresh: a random arch keeps the search going
             pool = pool or ctx.sample_unseen(1)
-            mean, std = predict_mean_std(surrogate, pool)
+            mean, std = predict_mean_std(surrogate, self.surrogate_view(pool))
         scores = self.acquisition(mean, std, float(y.max()), rng=ctx.rng)
+        if self.on_pool is not None:
+            self.on_pool(ctx, pool, mean, std, scores)
         sources = ctx.extra.setdefault("sources", {})  # queries per part of the pool that proposed them
         for i in np.argsort(-scores, kind="stable")[: min(self.q, ctx.remaining)]:
             arch = pool[int(i)]

@@ -161,6 +161,15 @@ class SearchSpace(ABC):
         """Isomorphism key: two archs computing the same function share it. Default: arch."""
         return arch
 
+    def normal_form(self, arch: Arch) -> Arch:
+        """A representative of ``arch`` that computes the same function, with the choices that
+        cannot matter (e.g. ops on edges cut off from the output) set to fixed values.
+
+        Surrogates read archs in this form, so they do not spend data on learning that dead
+        choices are irrelevant. Default: ``arch`` unchanged.
+        """
+        return arch
+
     @property
     def size(self) -> int | None:
         """Number of architectures, or None when it is not finite/known."""

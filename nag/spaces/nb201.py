@@ -189,6 +189,11 @@ class NB201Space(SearchSpace):
         """
         return _iso_key(coerce_arch(self, arch))
 
+    def normal_form(self, arch: Any) -> tuple[str, ...]:
+        """``arch`` with its dead edges set to 'none': edges out of node 1 when node 1 is zero,
+        and edges into or out of a node that does not reach the output. Same ``canonical`` key."""
+        return _pruned(coerce_arch(self, arch))
+
     # ----- network and cost --------------------------------------------------------
     def build(self, arch: Any, task: Any = None) -> nn.Module:
         """The official NB201 network for ``arch``: x [B, C_in, H, W] -> logits [B, num_classes]."""
@@ -226,6 +231,19 @@ class NB201Space(SearchSpace):
             params, flops = counts((op,) + ("none",) * (_NUM_EDGES - 1))
             per_op[op] = (params - base[0], flops - base[1])
         return base, per_op
+
+
+def _pruned(ops: Sequence[str]) -> tuple[str, ...]:
+    # Only what the iso key provably ignores: node 1 is the exact zero term when its one input
+    # edge is 'none' (nodes 2 and 3 sum several terms, which the key keeps), and a node that
+    # does not reach the output contributes nothing, nor do its edges.
+    zero = [False, ops[0] == "none", False, False]
+    live = {3: True}
+    for node in (2, 1, 0):
+        live[node] = any(op != "none" and live[dst] for op, (dst, src) in zip(ops, EDGES) if src == node)
+    return tuple(
+        "none" if zero[src] or not live[src] or not live[dst] else op for op, (dst, src) in zip(ops, EDGES)
+    )
 
 
 def _iso_key(ops: Sequence[str]) -> str:
