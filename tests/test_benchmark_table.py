@@ -18,9 +18,9 @@ SPACE = NB201Space()
 A, B, C = SPACE.enumerate()[100:103]
 
 
-@pytest.fixture(scope="module")
-def nb201(nb201_csv) -> BenchmarkTable:
-    return BenchmarkTable.from_csv(nb201_csv, SPACE)
+@pytest.fixture
+def nb201(nb201_table) -> BenchmarkTable:
+    return nb201_table
 
 
 def write(path: Path, header: list[str], rows: list[list[object]]) -> Path:

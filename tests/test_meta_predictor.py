@@ -131,11 +131,8 @@ def test_feature_extractor_loads_a_local_weights_file(tmp_path):
         ImageFeatureExtractor("not_a_model_xyz")
 
 
-def _two_task_rows(space, nb201_csv, n_archs: int):
+def _two_task_rows(table, n_archs: int):
     """Real rows: task 'c10' = NB201 CIFAR-10 accuracies, task 'c100' = CIFAR-100 accuracies."""
-    from nag.benchmarks.table import BenchmarkTable
-
-    table = BenchmarkTable.from_csv(nb201_csv, space)
     idx = np.random.default_rng(0).permutation(len(table.archs))[:n_archs]
     rows = []
     for task, col in (("c10", "cifar10_test_acc"), ("c100", "cifar100_test_acc")):
@@ -146,8 +143,8 @@ def _two_task_rows(space, nb201_csv, n_archs: int):
     return rows, feats, table, idx
 
 
-def test_meta_predictor_binds_a_task_and_is_differentiable(space, nb201_csv, tmp_path):
-    rows, feats, table, idx = _two_task_rows(space, nb201_csv, 64)
+def test_meta_predictor_binds_a_task_and_is_differentiable(space, nb201_table, tmp_path):
+    rows, feats, table, idx = _two_task_rows(nb201_table, 64)
     meta = fit_meta_predictor(space, rows, feats, VE, steps=30, ensemble=2, net_config=SMALL_META, seed=0)
     assert isinstance(meta, MetaPredictor) and meta.targets == ["accuracy"] and meta.task_names == ["c10", "c100"]
     p10, p100 = meta.for_task(feats["c10"]), meta.for_task(feats["c100"])

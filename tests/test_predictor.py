@@ -148,18 +148,12 @@ def test_bad_configs_are_refused(space):
         fit_predictor(space, space.sample(4, 0), {"acc": np.zeros(4)}, VE, targets=["latency"])
 
 
-def _nb201_table(nb201_csv, space):
-    from nag.benchmarks.table import BenchmarkTable
-
-    return BenchmarkTable.from_csv(nb201_csv, space)
-
-
-def test_quick_fit_ranks_held_out_archs(space, nb201_csv):
+def test_quick_fit_ranks_held_out_archs(space, nb201_table):
     """500 training archs, a short noise-aware fit (tiny net): Spearman > 0.7 on 1000 held-out archs.
 
     (Measured at this seed: 0.80 accuracy / 0.99 params clean, 0.79 accuracy at t = 0.1.)
     """
-    table = _nb201_table(nb201_csv, space)
+    table = nb201_table
     archs = table.archs
     order = np.random.default_rng(0).permutation(len(archs))
     train, test = order[:500], order[500:1500]
@@ -191,9 +185,9 @@ def test_fit_is_deterministic_for_a_seed(space):
 
 
 @pytest.mark.slow
-def test_nb201_spearman_1000_archs(space, nb201_csv):
+def test_nb201_spearman_1000_archs(space, nb201_table):
     """The figure of the benchmark: 1,000 training archs, Spearman >= 0.85 on 2,000 others."""
-    table = _nb201_table(nb201_csv, space)
+    table = nb201_table
     archs = table.archs
     order = np.random.default_rng(0).permutation(len(archs))
     train, test = order[:1000], order[1000:3000]
