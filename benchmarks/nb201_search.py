@@ -147,9 +147,10 @@ def curves(rows: list[dict[str, Any]], column: str, method: str, best: float) ->
         run = np.maximum.accumulate(np.asarray(r["values"][:CURVE_LEN], dtype=float))
         traj[i, : len(run)] = run
         traj[i, len(run):] = run[-1] if run[-1] >= best - 1e-9 or len(r["values"]) >= CURVE_LEN else np.nan
-    mean = np.nanmean(traj, axis=0)
     n = np.sum(np.isfinite(traj), axis=0)
-    ci = 1.96 * np.nanstd(traj, axis=0, ddof=1) / np.sqrt(np.maximum(n, 1)) if len(runs) > 1 else np.zeros(CURVE_LEN)
+    mean, ci = np.full(CURVE_LEN, np.nan), np.zeros(CURVE_LEN)  # NaN where no run got this far (a low cap)
+    mean[n > 0] = np.nanmean(traj[:, n > 0], axis=0)
+    ci[n > 1] = 1.96 * np.nanstd(traj[:, n > 1], axis=0, ddof=1) / np.sqrt(n[n > 1])
     return mean, ci
 
 
@@ -208,6 +209,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--set", nargs="*", default=[], metavar="METHOD.KEY=JSON",
                         help="override a method setting, e.g. bananas.q=2 'diffusion_bo.optimizer_params={\"weight\": 5}'")
     args = parser.parse_args(argv)
+    if args.compare and not set(args.compare) <= set(args.methods):
+        parser.error(f"--compare {' '.join(args.compare)}: both methods must be in --methods ({' '.join(args.methods)})")
     seeds = 5 if args.quick else args.seeds
     overrides: dict[str, dict[str, Any]] = {}
     for item in args.set:

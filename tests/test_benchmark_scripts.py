@@ -1,0 +1,59 @@
+"""The benchmark scripts' own logic, and each one run end to end on a tiny budget."""
+from __future__ import annotations
+
+import importlib
+import json
+import math
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def load(name: str):
+    """The script as a module, importable by name (worker processes unpickle its functions)."""
+    if str(BENCHMARKS) not in sys.path:
+        sys.path.append(str(BENCHMARKS))
+    return importlib.import_module(name)
+
+
+def test_queries_to_counts_up_to_the_first_hit():
+    nb = load("nb201_search")
+    assert nb.queries_to([1.0, 3.0, 2.0, 5.0], 3.0) == 2
+    assert math.isinf(nb.queries_to([1.0, 2.0], 3.0))
+
+
+def test_compare_needs_both_methods_in_the_run(tmp_path, capsys):
+    nb = load("nb201_search")
+    with pytest.raises(SystemExit):
+        nb.main(["--methods", "bananas", "--compare", "bananas", "diffusion_bo", "--out", str(tmp_path)])
+    assert "both methods must be in --methods" in capsys.readouterr().err
+
+
+def test_nb201_search_runs_resumes_and_compares(nb201_csv, tmp_path, capsys):
+    nb = load("nb201_search")
+    argv = [str(nb201_csv), "--methods", "evolution", "local", "--seeds", "2", "--columns", "cifar10_test_acc",
+            "--max-queries", "20", "--workers", "1", "--out", str(tmp_path), "--compare", "evolution", "local"]
+    nb.main(argv)
+    first = capsys.readouterr().out
+    assert "4 runs to do" in first and "seed by seed, evolution vs local" in first
+    for name in ("nb201_search.png", "nb201_search_curves.csv", "nb201_search_summary.csv", "runs.jsonl"):
+        assert (tmp_path / name).is_file(), name
+    assert len((tmp_path / "runs.jsonl").read_text().splitlines()) == 4
+    nb.main(argv)  # every run is already in the log: nothing is rerun, the summary is the same
+    again = capsys.readouterr().out
+    assert "0 runs to do (4 already" in again
+    assert first.split("NB201 search efficiency")[1].split("wall")[1].split("\n", 1)[1] == \
+        again.split("NB201 search efficiency")[1].split("wall")[1].split("\n", 1)[1]
+
+
+def test_bo_pool_diagnostics_reads_each_model_round(nb201_csv, tmp_path):
+    diag = load("bo_pool_diagnostics")
+    out = tmp_path / "d.json"
+    diag.main([str(nb201_csv), "--methods", "bananas", "--seeds", "1", "--cap", "12", "--out", str(out)])
+    s = json.loads(out.read_text())["summary"]["bananas"]
+    assert 1 <= s["rounds"] <= 12 - 5  # the 5 initial random queries are not model rounds
+    assert 0.0 <= s["pick_is_top"] <= s["pool_has_top"] <= 1.0
+    assert s["pick_rank"] >= 0
