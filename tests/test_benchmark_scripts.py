@@ -57,3 +57,16 @@ def test_bo_pool_diagnostics_reads_each_model_round(nb201_csv, tmp_path):
     assert 1 <= s["rounds"] <= 12 - 5  # the 5 initial random queries are not model rounds
     assert 0.0 <= s["pick_is_top"] <= s["pool_has_top"] <= 1.0
     assert s["pick_rank"] >= 0
+
+
+def test_pool_ranking_records_then_reuses_snapshots(nb201_csv, tmp_path, capsys):
+    pr = load("pool_ranking")
+    argv = [str(nb201_csv), "--methods", "bananas", "--seeds", "1", "--at", "7", "9", "--out", str(tmp_path),
+            "--variant", "preset={}", 'nf={"normal_form": true}']
+    pr.main(argv)
+    first = capsys.readouterr().out
+    snaps = json.loads((tmp_path / "snapshots_cifar10_test_acc.json").read_text())["snapshots"]
+    assert [s["n"] for s in snaps] == [7, 9] and all(len(s["history"]) == s["n"] for s in snaps)
+    assert "preset" in first and "nf" in first
+    pr.main(argv)  # same key: the snapshots are loaded, and the scores are the same
+    assert capsys.readouterr().out.split("\n")[1:-2] == first.split("\n")[1:-2]

@@ -136,6 +136,19 @@ def test_fast_surrogate_ranks_unseen_archs(table):
     assert spearmanr(mean, [table.query(a, C10) for a in test])[0] > 0.5
 
 
+def test_bootstrap_members_disagree_more_and_stay_seeded(table):
+    rng = np.random.default_rng(0)
+    train = [table.archs[i] for i in rng.choice(len(table.archs), 30, replace=False)]
+    y = np.array([table.query(a, C10) for a in train])
+    test = [table.archs[i] for i in rng.choice(len(table.archs), 300, replace=False)]
+    spread = {}
+    for bootstrap in (False, True):
+        runs = [predict_mean_std(fit_surrogate("fast", SPACE, train, y, seed=3, bootstrap=bootstrap), test) for _ in range(2)]
+        assert np.array_equal(runs[0][0], runs[1][0])  # same seed, same fit
+        spread[bootstrap] = runs[0][1].mean()
+    assert spread[True] > 1.2 * spread[False], spread
+
+
 def test_acquisition_objective_is_differentiable_and_noise_aware(table):
     rng = np.random.default_rng(1)
     train = SPACE.sample(40, rng)

@@ -143,12 +143,14 @@ def fit_fast(
     clean_frac: float = 0.25,
     encoding: str = "onehot",
     encoding_params: Mapping[str, Any] | None = None,
+    bootstrap: bool = False,
     seed: int = 0,
 ) -> FastSurrogate:
     """Fit an ``EnsembleMLP`` on ``(archs, y [n])``: full-batch Adam, MSE on standardised targets.
 
     ``encoding``: the input features, a name in ``nag.search.encodings.ENCODINGS`` (``onehot``,
-    ``paths``) with ``encoding_params``.
+    ``paths``) with ``encoding_params``. ``bootstrap``: each member fits its own resample of the
+    data (drawn with replacement), so the members disagree more where data are thin.
     """
     from nag.diffusion.sde import build_sde
     from nag.modules.arch_data import to_state
@@ -166,6 +168,11 @@ def fit_fast(
         torch.manual_seed(seed)
         net = EnsembleMLP(enc.dim + TIME_FEATURES, ensemble, hidden, layers)
         opt = torch.optim.Adam(net.parameters(), lr=lr, weight_decay=weight_decay)
+        weights = None  # [M, n]: each member's share of each arch in its resample
+        if bootstrap:
+            n = len(target)
+            counts = torch.stack([torch.bincount(torch.randint(n, (n,)), minlength=n) for _ in range(ensemble)])
+            weights = counts.float() / n
         clean = features(sde, enc, x0, 0.0)
         for _ in range(steps):
             if noise_aware:
@@ -174,7 +181,8 @@ def fit_fast(
             else:
                 h = clean
             opt.zero_grad(set_to_none=True)
-            loss = (net(h) - target).pow(2).mean()
+            err = (net(h) - target).pow(2)  # [M, n]
+            loss = err.mean() if weights is None else (weights * err).sum(1).mean()
             loss.backward()
             opt.step()
     return FastSurrogate(space, net, sde, y_mean, y_std, enc)
