@@ -165,8 +165,8 @@ class SearchSpace(ABC):
         """A representative of ``arch`` that computes the same function, with the choices that
         cannot matter (e.g. ops on edges cut off from the output) set to fixed values.
 
-        Surrogates read archs in this form, so they do not spend data on learning that dead
-        choices are irrelevant. Default: ``arch`` unchanged.
+        BO's surrogate can read archs in this form (``BayesOpt(normal_form=True)``), so it does
+        not spend data on learning that dead choices are irrelevant. Default: ``arch`` unchanged.
         """
         return arch
 
