@@ -70,3 +70,11 @@ def test_pool_ranking_records_then_reuses_snapshots(nb201_csv, tmp_path, capsys)
     assert "preset" in first and "nf" in first
     pr.main(argv)  # same key: the snapshots are loaded, and the scores are the same
     assert capsys.readouterr().out.split("\n")[1:-2] == first.split("\n")[1:-2]
+
+
+def test_meta_predictor_transfer_scores_both_columns(nb201_csv, capsys):
+    load("meta_predictor_transfer").main([str(nb201_csv)])
+    rows = {line.split()[0]: line.split()[1:] for line in capsys.readouterr().out.splitlines()[2:]}
+    assert set(rows) == {"cifar10_test_acc", "cifar100_test_acc"}
+    for rho, top50, top500 in rows.values():
+        assert -1.0 <= float(rho) <= 1.0 and 0 <= int(top50) <= 50 and 0 <= int(top500) <= 500
