@@ -10,7 +10,7 @@ table, never shown to the surrogate):
 - best_pos: position it gives the pool's best arch (0 = first; median),
 - rho:      Spearman between its mean and the true values within the pool.
 
-A variant is JSON: ``{"surrogate_params": {...}, "normal_form": bool, "target_transform": str}``.
+A variant is JSON: ``{"surrogate": name, "surrogate_params": {...}, "normal_form": bool, "target_transform": str}``.
 
     python benchmarks/pool_ranking.py                                   # the default variants
     python benchmarks/pool_ranking.py --variant boot='{"surrogate_params": {"bootstrap": true}}'
@@ -69,7 +69,7 @@ def score(table: Any, column: str, snap: dict[str, Any], variant: dict[str, Any]
     archs = [view(space.parse(a)) for a, _ in snap["history"]]
     y = transform_targets(variant.get("target_transform", "rank_gauss"), np.array([v for _, v in snap["history"]]))
     pool = [space.parse(a) for a in snap["pool"]]
-    sur = fit_surrogate("fast", space, archs, y, seed=snap["seed"], **variant.get("surrogate_params", {}))
+    sur = fit_surrogate(variant.get("surrogate", "fast"), space, archs, y, seed=snap["seed"], **variant.get("surrogate_params", {}))
     mean, _ = predict_mean_std(sur, [view(a) for a in pool])
     true = np.array([table.query(a, column) for a in pool])
     top = true >= table.quantile_threshold(column, TOP_FRAC)

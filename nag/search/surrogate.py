@@ -7,6 +7,7 @@ offers what ``nag.modules.predictor.Predictor`` offers: ``predict_archs(archs, t
 and ``sde_config``/``targets``/``space_name`` (guidance refuses a prior with another SDE).
 
 * ``"predictor"``: ``fit_predictor`` as is (the project's GNN predictor, Lightning training).
+* ``"gp"``: an exact Gaussian process with ML-II hyperparameters (``nag.search.gp``).
 * ``"fast"``: ``EnsembleMLP``, M MLPs evaluated as one batched network and trained full batch
   by a plain loop. BO refits on a few dozen archs every round, where a Trainer per round and
   a message-passing net cost seconds; this costs a fraction of one. Noise-aware training
@@ -208,6 +209,7 @@ def fit_lightning(
 SURROGATES: Registry[Callable[..., Any]] = Registry("surrogate", group="nag.surrogates")
 SURROGATES.register("fast", fit_fast)
 SURROGATES.register("predictor", fit_lightning)
+SURROGATES.register_lazy("gp", "nag.search.gp:fit_gp")
 
 
 def fit_surrogate(
