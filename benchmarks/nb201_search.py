@@ -164,8 +164,9 @@ def write_outputs(rows: list[dict[str, Any]], summary: list[dict[str, Any]], csv
 
     table = _table(csv)
     lines = ["method,column,queries,best_so_far_mean,best_so_far_ci95"]
-    fig, axes = plt.subplots(1, len(COLUMNS), figsize=(6 * len(COLUMNS), 4.5))
-    for ax, column in zip(np.atleast_1d(axes), COLUMNS):
+    columns = [c for c in COLUMNS if any(r["column"] == c for r in rows)] or list(COLUMNS)  # a panel per searched column
+    fig, axes = plt.subplots(1, len(columns), figsize=(6 * len(columns), 4.5))
+    for ax, column in zip(np.atleast_1d(axes), columns):
         best = float(table.values(column).max())
         for method in methods:
             if not any(r["method"] == method and r["column"] == column for r in rows):

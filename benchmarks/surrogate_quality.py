@@ -6,7 +6,7 @@ For each training size n and draw, the surrogate is fitted on n random cells and
 - top1%@50: share of its 50 favourites in the true top 1%,
 - best@50: best true value among its 50 favourites.
 
-Views: ``raw`` archs as drawn, ``normal`` their ``space.normal_form`` (dead edges fixed; BO's default).
+Views: ``raw`` archs as drawn, ``normal`` their ``space.normal_form`` (dead edges fixed; BO's ``normal_form`` option).
 
     python benchmarks/surrogate_quality.py                       # CIFAR-10, n = 20 40 80, 8 draws
     python benchmarks/surrogate_quality.py --column cifar100_test_acc --sizes 40

@@ -47,6 +47,9 @@ def test_nb201_search_runs_resumes_and_compares(nb201_csv, tmp_path, capsys):
     assert "0 runs to do (4 already" in again
     assert first.split("NB201 search efficiency")[1].split("wall")[1].split("\n", 1)[1] == \
         again.split("NB201 search efficiency")[1].split("wall")[1].split("\n", 1)[1]
+    nb.main(argv + ["--report", "--seed-list", "1"])  # a chosen subset of the seeds already run
+    subset = capsys.readouterr().out
+    assert "0 runs to do" in subset and "over 1 seeds" in subset and "(1 seeds)" in subset
 
 
 def test_bo_pool_diagnostics_reads_each_model_round(nb201_csv, tmp_path):
@@ -62,12 +65,12 @@ def test_bo_pool_diagnostics_reads_each_model_round(nb201_csv, tmp_path):
 def test_pool_ranking_records_then_reuses_snapshots(nb201_csv, tmp_path, capsys):
     pr = load("pool_ranking")
     argv = [str(nb201_csv), "--methods", "bananas", "--seeds", "1", "--at", "7", "9", "--out", str(tmp_path),
-            "--variant", "preset={}", 'nf={"normal_form": true}']
+            "--variant", "preset={}", 'nf={"normal_form": true}', 'gp={"surrogate": "gp"}']
     pr.main(argv)
     first = capsys.readouterr().out
     snaps = json.loads((tmp_path / "snapshots_cifar10_test_acc.json").read_text())["snapshots"]
     assert [s["n"] for s in snaps] == [7, 9] and all(len(s["history"]) == s["n"] for s in snaps)
-    assert "preset" in first and "nf" in first
+    assert "preset" in first and "nf" in first and "gp" in first
     pr.main(argv)  # same key: the snapshots are loaded, and the scores are the same
     assert capsys.readouterr().out.split("\n")[1:-2] == first.split("\n")[1:-2]
 
@@ -78,3 +81,11 @@ def test_meta_predictor_transfer_scores_both_columns(nb201_csv, capsys):
     assert set(rows) == {"cifar10_test_acc", "cifar100_test_acc"}
     for rho, top50, top500 in rows.values():
         assert -1.0 <= float(rho) <= 1.0 and 0 <= int(top50) <= 50 and 0 <= int(top500) <= 500
+
+
+def test_surrogate_speed_times_every_surrogate(capsys):
+    load("surrogate_speed").main(["--sizes", "8", "--pool", "16", "--repeats", "1"])
+    out = capsys.readouterr().out
+    header, row = out.splitlines()[1:3]
+    assert header.split() == ["n", "fast", "gp", "ratio"]
+    assert row.split()[0] == "8" and all(float(v) > 0 for v in row.split()[1:3])

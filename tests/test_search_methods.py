@@ -93,8 +93,17 @@ def test_unknown_names_list_the_known_ones():
     with pytest.raises(UnknownNameError, match="mutation_pool"):
         build_method("bananas", SPACE, {"optimizer": "grid"})
     with pytest.raises(UnknownNameError, match="fast"):
-        build_method("bananas", SPACE, {"surrogate": "gp"})
+        build_method("bananas", SPACE, {"surrogate": "gaussian_process"})
     assert {"random_pool", "mutation_pool", "diffusion", "prior_filter"} <= set(POOL_OPTIMIZERS.names())
+
+
+def test_a_setting_the_surrogate_does_not_take_fails_before_the_search_and_lists_its_settings():
+    with pytest.raises(ConfigError, match="surrogate 'gp' has no setting 'ensemble'; it accepts: encoding"):
+        build_method("bananas", SPACE, {"surrogate": "gp", "surrogate_params": {"ensemble": 5}})
+    with pytest.raises(ConfigError, match="'hiden'.*hidden"):
+        build_method("bananas", SPACE, {"surrogate_params": {"hiden": 32}})
+    with pytest.raises(ConfigError, match="guide surrogate 'fast' has no setting 'kernel'"):
+        build_method("diffusion_bo", SPACE, {"optimizer_params": {"guide_params": {"kernel": "rbf"}}})
 
 
 # ----- BO pieces -------------------------------------------------------------------------------

@@ -27,7 +27,7 @@ from nag.registry import Registry
 from nag.search.acquisition import get_acquisition
 from nag.search.loop import SEARCHERS, SearchContext, Searcher
 from nag.search.targets import TARGET_TRANSFORMS, transform_targets
-from nag.search.surrogate import DEFAULT_SDE, SURROGATES, fit_surrogate, predict_mean_std, torch_threads
+from nag.search.surrogate import DEFAULT_SDE, SURROGATES, check_settings, fit_surrogate, predict_mean_std, torch_threads
 from nag.spaces.base import Arch, SearchSpace
 
 
@@ -231,6 +231,8 @@ class DiffusionPool(PoolOptimizer):
         self.local = MutationPool(space, pool_size=mutations, by_canonical=by_canonical) if mutations else None
         self.guide_surrogate_name = guide_surrogate
         self.guide_params = dict(guide_params or {})
+        check_settings(f"guide surrogate {guide_surrogate!r}", SURROGATES.get(guide_surrogate),
+                       {"noise_aware": True, **self.guide_params}, skip=4)
         self.trust_top, self.trust_radius, self.trust_weight = trust_top, trust_radius, trust_weight
         self.diversity = float(diversity)
         self.n_samples = n_samples
@@ -374,7 +376,7 @@ class BayesOpt(Searcher):
         self.threads = threads
         self.target_transform = target_transform
         self.normal_form = normal_form
-        SURROGATES.get(surrogate)  # unknown names fail now, not after n_init queries
+        check_settings(f"surrogate {surrogate!r}", SURROGATES.get(surrogate), self.surrogate_params, skip=4)  # fail now, not after n_init queries
         TARGET_TRANSFORMS.get(target_transform)
 
     def targets(self, ctx: SearchContext) -> np.ndarray:

@@ -82,11 +82,15 @@ def fit_gp(
     encoding_params: Mapping[str, Any] | None = None,
     length_scales: Sequence[float] = LENGTH_SCALES,
     noise_levels: Sequence[float] = NOISE_LEVELS,
+    noise_aware: bool = False,
     seed: int = 0,
 ) -> GPSurrogate:
     """Fit a GP on ``(archs, y [n])`` with ML-II over ``length_scales`` x ``noise_levels``.
 
-    ``seed`` is accepted for the surrogate interface; the fit is deterministic.
+    The GP is fitted on clean states only. It reads a noisy state through its encoding: the
+    ``paths`` encoding gives op probabilities p(op | x_t), so for guidance use ``encoding="paths"``
+    (``encoding_params={"max_len": 1}``: per-node op probabilities). ``noise_aware`` and ``seed``
+    are accepted for the surrogate interface and change nothing: the fit is deterministic.
     """
     from nag.diffusion.sde import build_sde
     from nag.modules.arch_data import to_state
