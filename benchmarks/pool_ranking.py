@@ -114,11 +114,12 @@ def main(argv: list[str] | None = None) -> None:
         atomic_write_text(path, json.dumps({"key": key, "snapshots": snaps}))
     print(f"{len(snaps)} snapshots ({args.column}, seeds {args.first_seed}-{args.first_seed + args.seeds - 1}, "
           f"at {args.at} queries), recorded/loaded in {time.perf_counter() - start:.0f}s")
-    print(f"{'variant':<14}{'pools of':<14}{'hit@1':>7}{'hit@5':>7}{'best_pos':>9}{'rho':>7}")
+    w = max(14, 2 + max(map(len, variants)))  # variant column width
+    print(f"{'variant':<{w}}{'pools of':<14}{'hit@1':>7}{'hit@5':>7}{'best_pos':>9}{'rho':>7}")
     for name, variant in variants.items():
         for method in args.methods:
             rows = np.array([score(table, args.column, s, variant) for s in snaps if s["method"] == method])
-            print(f"{name:<14}{method:<14}{rows[:, 0].mean():>7.3f}{rows[:, 1].mean():>7.3f}"
+            print(f"{name:<{w}}{method:<14}{rows[:, 0].mean():>7.3f}{rows[:, 1].mean():>7.3f}"
                   f"{np.median(rows[:, 2]):>9.1f}{np.nanmean(rows[:, 3]):>7.3f}", flush=True)
     print(f"wall {time.perf_counter() - start:.0f}s")
 
