@@ -22,6 +22,7 @@ from torch import Tensor
 
 from nag.errors import ConfigError
 from nag.search.encodings import build_encoding
+from nag.search.surrogate import DEFAULT_SDE, StateSurrogate
 from nag.spaces.base import Arch, SearchSpace
 
 TARGET = "objective"
@@ -29,7 +30,7 @@ LENGTH_SCALES = (0.5, 1.0, 2.0, 4.0)  # times the median pairwise distance of th
 NOISE_LEVELS = (1e-3, 1e-2, 0.05, 0.2)  # times the amplitude
 
 
-class GPSurrogate:
+class GPSurrogate(StateSurrogate):
     """A fitted GP: posterior mean and variance in the original units of ``y``."""
 
     def __init__(self, space: SearchSpace, sde: Any, encoding: Any, train: Tensor, chol: Tensor, alpha: Tensor,
@@ -60,17 +61,6 @@ class GPSurrogate:
         var = (self.amp - (k.T * v).sum(0)).clamp_min(0.0).unsqueeze(1)
         return (mean * self.y_std + self.y_mean).float(), (var * self.y_std**2).float()
 
-    def __call__(self, x: Tensor, t: float | Tensor) -> Tensor:
-        return self.predict(x, t)[0]
-
-    @torch.no_grad()
-    def predict_archs(self, archs: Sequence[Arch], t: float = 0.0) -> tuple[Tensor, Tensor]:
-        from nag.modules.arch_data import to_state
-
-        if not archs:
-            return torch.zeros(0, 1), torch.zeros(0, 1)
-        return self.predict(to_state(self.space, list(archs)), t)
-
 
 def fit_gp(
     space: SearchSpace,
@@ -94,7 +84,6 @@ def fit_gp(
     """
     from nag.diffusion.sde import build_sde
     from nag.modules.arch_data import to_state
-    from nag.search.surrogate import DEFAULT_SDE
 
     if len(archs) < 2:
         raise ConfigError(f"a surrogate needs at least 2 evaluated architectures, got {len(archs)}")

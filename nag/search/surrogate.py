@@ -80,7 +80,30 @@ class EnsembleMLP(nn.Module):
         return h.squeeze(-1)  # [M, B]
 
 
-class FastSurrogate:
+class StateSurrogate:
+    """What every surrogate offers on top of its ``predict(x_t, t) -> (mean [B, 1], var [B, 1])``:
+    the guidance call and clean ranking of archs. Subclasses set ``space`` and define ``predict``."""
+
+    space: SearchSpace
+
+    def predict(self, x: Tensor, t: float | Tensor) -> tuple[Tensor, Tensor]:
+        raise NotImplementedError
+
+    def __call__(self, x: Tensor, t: float | Tensor) -> Tensor:
+        """Predicted mean. x: [B, N, V], t: [B] or scalar -> [B, 1]."""
+        return self.predict(x, t)[0]
+
+    @torch.no_grad()
+    def predict_archs(self, archs: Sequence[Arch], t: float = 0.0) -> tuple[Tensor, Tensor]:
+        """(mean [B, 1], var [B, 1]) of ``archs`` read at noise level ``t``."""
+        from nag.modules.arch_data import to_state
+
+        if not archs:
+            return torch.zeros(0, 1), torch.zeros(0, 1)
+        return self.predict(to_state(self.space, list(archs)), t)
+
+
+class FastSurrogate(StateSurrogate):
     """A fitted ``EnsembleMLP`` with the Predictor interface (one target, original units)."""
 
     def __init__(self, space: SearchSpace, net: EnsembleMLP, sde: Any, y_mean: float, y_std: float, encoding: Any) -> None:
@@ -105,17 +128,6 @@ class FastSurrogate:
         """(mean [B, 1], var [B, 1]) across members; differentiable w.r.t. ``x``."""
         out = self.members(x, t)
         return out.mean(0).unsqueeze(1), out.var(0, unbiased=False).unsqueeze(1)
-
-    def __call__(self, x: Tensor, t: float | Tensor) -> Tensor:
-        return self.predict(x, t)[0]
-
-    @torch.no_grad()
-    def predict_archs(self, archs: Sequence[Arch], t: float = 0.0) -> tuple[Tensor, Tensor]:
-        from nag.modules.arch_data import to_state
-
-        if not archs:
-            return torch.zeros(0, 1), torch.zeros(0, 1)
-        return self.predict(to_state(self.space, list(archs)), t)
 
 
 def features(sde: Any, encoding: Any, x: Tensor, t: float | Tensor) -> Tensor:
