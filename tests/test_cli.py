@@ -80,6 +80,20 @@ def test_usage_errors_exit_2_with_choices(tmp_path, args, names):
     assert not (tmp_path / "runs").exists()  # nothing ran
 
 
+@pytest.mark.parametrize(
+    "args, names",
+    [
+        (["method=diffusion_bo", "+method_params.optimizer_params.wieght=3"],
+         ["'diffusion' has no setting 'wieght'", "trust_top", "Did you mean 'weight'"]),
+        (["bo.acquisition=ucb", "+method_params.acquisition_params.kapa=2"], ["'ucb' has no setting 'kapa'", "Did you mean 'kappa'"]),
+        (["bo.surrogate=gp", "bo.ensemble=5"], ["'gp' has no setting 'ensemble'", "length_scales"]),
+    ],
+)
+def test_a_misspelt_method_setting_exits_2_before_any_query(tmp_path, args, names):
+    assert_usage_error(nag_run("experiment=bo_nas", *args, "hydra.run.dir=run", cwd=tmp_path), *names)
+    assert not (tmp_path / "run" / "results.json").exists() and not (tmp_path / "run" / "history.jsonl").exists()
+
+
 def test_missing_config_folder_is_explained(tmp_path):
     out = nag_run("experiment=evaluate", cwd=tmp_path, env={"NAG_CONFIG_DIR": str(tmp_path / "nowhere")})
     assert_usage_error(out, "NAG_CONFIG_DIR", "pip install -e .")

@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from nag.errors import DuplicateNameError, UnknownNameError
-from nag.registry import Registry
+from nag.errors import ConfigError, DuplicateNameError, UnknownNameError
+from nag.registry import Registry, check_settings
 
 
 def make_dist(root: Path, dist: str, entry_points: dict[str, dict[str, str]], modules: dict[str, str] = {}) -> Path:
@@ -182,3 +182,22 @@ def test_reload_finds_a_plugin_installed_after_the_first_lookup(tmp_path, monkey
     reg.reload_entry_points()
     assert reg.names() == ["late"]
     assert reg.get("late").__name__ == "Late"
+
+
+def test_build_refuses_a_setting_the_factory_does_not_take_and_suggests_one():
+    reg: Registry = Registry("widget")
+
+    @reg.register("w")
+    def widget(space, size: int = 1, *, colour: str = "red"):
+        return (space, size, colour)
+
+    assert reg.build("w", "s", size=2, colour="blue") == ("s", 2, "blue")
+    with pytest.raises(ConfigError, match=r"widget 'w' has no setting 'sise'; it accepts: size, colour. Did you mean 'size'\?"):
+        reg.build("w", "s", sise=2)
+    with pytest.raises(ConfigError, match="it accepts: colour"):  # the positional args are not settings
+        check_settings("widget", widget, {"space": 1}, skip=2)
+
+
+def test_factories_taking_kwargs_are_not_checked():
+    check_settings("anything", lambda **kw: kw, {"whatever": 1})
+    check_settings("a builtin", dict, {"whatever": 1})

@@ -12,7 +12,7 @@ from typing import Any, Callable
 import numpy as np
 from scipy.stats import norm
 
-from nag.registry import Registry
+from nag.registry import Registry, check_settings
 
 Acquisition = Callable[..., np.ndarray]  # (mean, std, best, rng) -> scores
 
@@ -60,6 +60,7 @@ def thompson_sampling(
 def get_acquisition(name: str, **params: Any) -> Acquisition:
     """The acquisition registered as ``name`` with its parameters bound (e.g. ``kappa`` for ucb)."""
     fn = ACQUISITIONS.get(name)
+    check_settings(f"acquisition function {name!r}", fn, params, skip=4)  # mean, std, best, rng
     return functools.partial(fn, **params) if params else fn
 
 

@@ -17,17 +17,18 @@ Pools never contain an evaluated arch nor, by default, one isomorphic to an eval
 """
 from __future__ import annotations
 
+import functools
 from abc import ABC, abstractmethod
 from typing import Any, Callable, ClassVar
 
 import numpy as np
 
 from nag.errors import ConfigError
-from nag.registry import Registry
+from nag.registry import Registry, check_settings
 from nag.search.acquisition import get_acquisition
 from nag.search.loop import SEARCHERS, SearchContext, Searcher
 from nag.search.targets import TARGET_TRANSFORMS, transform_targets
-from nag.search.surrogate import DEFAULT_SDE, SURROGATES, check_settings, fit_surrogate, predict_mean_std, torch_threads
+from nag.search.surrogate import DEFAULT_SDE, SURROGATES, fit_surrogate, predict_mean_std, torch_threads
 from nag.spaces.base import Arch, SearchSpace
 
 
@@ -311,12 +312,12 @@ def guidance_scale(y: np.ndarray) -> float:
     return float(np.std(top)) or float(np.std(values)) or 1.0
 
 
-POOL_OPTIMIZERS.register("prior_filter", lambda space, **kw: DiffusionPool(space, **{"weight": 0.0, **kw}),
+POOL_OPTIMIZERS.register("prior_filter", functools.partial(DiffusionPool, weight=0.0),
                          source="nag.search.bo:DiffusionPool(weight=0)")
 
 
 def build_pool_optimizer(name: str, space: SearchSpace, **kwargs: Any) -> PoolOptimizer:
-    return POOL_OPTIMIZERS.get(name)(space, **kwargs)
+    return POOL_OPTIMIZERS.build(name, space, **kwargs)
 
 
 # ----- the BO searcher ---------------------------------------------------------------------------

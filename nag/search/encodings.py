@@ -109,4 +109,4 @@ class PathEncoding:
 
 def build_encoding(name: str, space: SearchSpace, **params: Any) -> Any:
     """The encoding registered as ``name`` for ``space`` (has ``dim`` and ``__call__``)."""
-    return ENCODINGS.get(name)(space, **params)
+    return ENCODINGS.build(name, space, **params)

@@ -129,7 +129,7 @@ def build_searcher(name: str, space: SearchSpace, **kwargs: Any) -> Searcher:
     import nag.search.baselines  # noqa: F401  (registers the built-in methods)
     import nag.search.bo  # noqa: F401
 
-    return SEARCHERS.get(name)(space, **kwargs)
+    return SEARCHERS.build(name, space, **kwargs)
 
 
 @dataclass

@@ -236,25 +236,8 @@ def fit_surrogate(
 
     A setting the surrogate does not take is a ConfigError naming the settings it does take.
     """
-    fit = SURROGATES.get(name)
-    check_settings(f"surrogate {name!r}", fit, params, skip=4)
-    return fit(space, archs, y, sde_config, **params)
+    return SURROGATES.build(name, space, archs, y, sde_config, **params)
 
-
-def check_settings(what: str, fn: Callable[..., Any], params: Mapping[str, Any], skip: int = 0) -> None:
-    """Raise ConfigError if ``fn`` cannot take every key of ``params`` (its first ``skip`` parameters are not settings)."""
-    import inspect
-
-    try:
-        sig = inspect.signature(fn)
-    except (TypeError, ValueError):  # builtins and C callables: let the call decide
-        return
-    if any(p.kind is p.VAR_KEYWORD for p in sig.parameters.values()):
-        return
-    accepted = [n for n, p in list(sig.parameters.items())[skip:] if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
-    unknown = sorted(set(params) - set(accepted))
-    if unknown:
-        raise ConfigError(f"{what} has no setting {', '.join(map(repr, unknown))}; it accepts: {', '.join(accepted)}")
 
 
 def predict_mean_std(predictor: Any, archs: Sequence[Arch]) -> tuple[np.ndarray, np.ndarray]:
