@@ -89,3 +89,9 @@ def test_surrogate_speed_times_every_surrogate(capsys):
     header, row = out.splitlines()[1:3]
     assert header.split() == ["n", "fast", "gp", "ratio"]
     assert row.split()[0] == "8" and all(float(v) > 0 for v in row.split()[1:3])
+
+
+def test_search_speed_runs_both_variants_and_checks_they_query_the_same(nb201_csv, capsys):
+    load("search_speed").main([str(nb201_csv), "--methods", "bananas", "--seeds", "1", "--budget", "9"])
+    row = capsys.readouterr().out.splitlines()[-1].split()
+    assert row[0] == "bananas" and row[-1] == "yes"

@@ -123,6 +123,7 @@ def test_pools_hold_only_fresh_non_isomorphic_archs(table, name):
     seen = {SPACE.canonical(q.arch) for q in ctx.history}
     keys = [SPACE.canonical(a) for a in pool]
     assert len(set(keys)) == len(keys) and not seen & set(keys)
+    assert [ctx.canonical(a) for a in pool] == keys  # the context's memo gives the space's keys
 
 
 def test_mutation_pool_stays_next_to_the_best(table):

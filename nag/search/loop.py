@@ -38,6 +38,7 @@ class SearchContext:
         self.budget = budget
         self._canon: set[Hashable] = set()
         self._canon_seen = 0
+        self._keys: dict[Arch, Hashable] = {}  # arch -> space.canonical(arch): pools ask for the same archs every round
 
     # ----- budget and queries ------------------------------------------------------------
     @property
@@ -61,13 +62,20 @@ class SearchContext:
     def seen(self, arch: Arch) -> bool:
         return self.evaluator.is_evaluated(arch)
 
+    def canonical(self, arch: Arch) -> Hashable:
+        """``space.canonical(arch)``, computed once per arch in this search."""
+        key = self._keys.get(arch)
+        if key is None:
+            key = self._keys[arch] = self.space.canonical(arch)
+        return key
+
     def seen_canonical(self, arch: Arch) -> bool:
         """Whether an arch isomorphic to ``arch`` has been evaluated."""
         hist = self.evaluator.history
         for q in hist[self._canon_seen:]:
-            self._canon.add(self.space.canonical(q.arch))
+            self._canon.add(self.canonical(q.arch))
         self._canon_seen = len(hist)
-        return self.space.canonical(arch) in self._canon
+        return self.canonical(arch) in self._canon
 
     def best(self) -> Query:
         return self.evaluator.best()
@@ -85,7 +93,7 @@ class SearchContext:
         """
         out, keys = [], set()
         for a in archs:
-            key = self.space.canonical(a) if by_canonical else a
+            key = self.canonical(a) if by_canonical else a
             if key in keys or self.seen(a) or (by_canonical and self.seen_canonical(a)):
                 continue
             keys.add(key)

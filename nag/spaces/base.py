@@ -219,8 +219,23 @@ class SearchSpace(ABC):
     def mutate(self, arch: Arch, generator: np.random.Generator | int | None = None) -> Arch:
         """A random neighbour of ``arch``."""
         rng = as_rng(generator)
-        nbrs = self.neighbours(arch)
+        nbrs = self._cached_neighbours(arch)
         return nbrs[int(rng.integers(len(nbrs)))]
+
+    def _cached_neighbours(self, arch: Arch) -> tuple[Arch, ...]:
+        """``neighbours(arch)``, remembered for the last few thousand archs: BO mutates the same
+        few parents hundreds of times a round."""
+        cache: dict[Arch, tuple[Arch, ...]] = self.__dict__.setdefault("_neighbour_cache", {})
+        try:
+            return cache[arch]
+        except KeyError:
+            pass
+        except TypeError:  # an unhashable arch value: no caching
+            return tuple(self.neighbours(arch))
+        if len(cache) >= 4096:
+            cache.clear()
+        nbrs = cache[arch] = tuple(self.neighbours(arch))
+        return nbrs
 
     # ----- cost and training ------------------------------------------------------------
     def cost(self, arch: Arch) -> dict[str, float]:
