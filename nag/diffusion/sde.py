@@ -248,14 +248,7 @@ def build_sde(config: Mapping[str, Any] | SDE) -> SDE:
     cfg = dict(config)
     if "name" not in cfg:
         raise ConfigError(f"an SDE config needs a 'name' (one of {SDES.names()}); got keys {sorted(cfg)}")
-    cls = SDES.get(str(cfg.pop("name")))
-    try:
-        return cls(**cfg)
-    except TypeError as exc:
-        import inspect
-
-        accepted = [p for p in inspect.signature(cls).parameters if p != "self"]
-        raise ConfigError(f"bad arguments {sorted(cfg)} for SDE {cls.__name__}: {exc}. Accepted: {accepted}") from exc
+    return SDES.build(str(cfg.pop("name")), **cfg)
 
 
 def _normalised(cfg: Mapping[str, Any] | SDE) -> dict[str, Any]:

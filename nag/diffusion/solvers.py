@@ -358,14 +358,11 @@ def get_solver(name: str | Mapping[str, Any] | Solver = "pc", **kwargs: Any) -> 
     if isinstance(name, Mapping):
         kwargs = {**{k: v for k, v in name.items() if k != "name"}, **kwargs}
         name = str(name.get("name", "pc"))
-    cls = SOLVERS.get(name)
     try:
-        return cls(**kwargs)
-    except TypeError as exc:
-        import inspect
-
-        accepted = [p for p in inspect.signature(cls).parameters if p != "self"]
-        raise ConfigError(f"bad arguments {sorted(kwargs)} for solver {name!r}: {exc}. Accepted: {accepted}") from exc
+        return SOLVERS.build(name, **kwargs)
+    except ConfigError as exc:  # the usual cause: solver.name=... on the command line keeps the old solver's keys
+        raise ConfigError(f"{exc} After solver.name=... on the command line, drop the other solver's keys "
+                          "with ~solver.<key>.") from None
 
 
 def list_solvers(pattern: str = "*") -> list[str]:
