@@ -179,6 +179,5 @@ def check_settings(what: str, fn: Callable[..., Any], settings: Mapping[str, Any
     if unknown:
         close = [m for u in unknown for m in difflib.get_close_matches(u, accepted, n=1)]
         hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
-        raise ConfigError(
-            f"{what} has no setting {', '.join(map(repr, unknown))}; it accepts: {', '.join(accepted) or '(none)'}.{hint}"
-        )
+        accepts = ", ".join(accepted) or "(none)"
+        raise ConfigError(f"{what} has no setting {', '.join(map(repr, unknown))}; it accepts: {accepts}.{hint}")

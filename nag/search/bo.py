@@ -377,7 +377,8 @@ class BayesOpt(Searcher):
         self.threads = threads
         self.target_transform = target_transform
         self.normal_form = normal_form
-        check_settings(f"surrogate {surrogate!r}", SURROGATES.get(surrogate), self.surrogate_params, skip=4)  # fail now, not after n_init queries
+        # unknown names and settings fail now, not after n_init queries
+        check_settings(f"surrogate {surrogate!r}", SURROGATES.get(surrogate), self.surrogate_params, skip=4)
         TARGET_TRANSFORMS.get(target_transform)
 
     def targets(self, ctx: SearchContext) -> np.ndarray:

@@ -88,7 +88,9 @@ def fit_gp(
     if len(archs) < 2:
         raise ConfigError(f"a surrogate needs at least 2 evaluated architectures, got {len(archs)}")
     if not length_scales or not noise_levels or min(length_scales) <= 0 or min(noise_levels) <= 0:
-        raise ConfigError(f"gp needs positive length_scales and noise_levels, got {list(length_scales)}, {list(noise_levels)}")
+        raise ConfigError(
+            f"gp needs positive length_scales and noise_levels, got {list(length_scales)}, {list(noise_levels)}"
+        )
     sde = build_sde(sde_config or DEFAULT_SDE)
     enc = build_encoding(encoding, space, **dict(encoding_params or {}))
     y = np.asarray(y, dtype=np.float64)

@@ -198,7 +198,10 @@ class SearchSpace(ABC):
         return out
 
     def neighbours(self, arch: Arch) -> list[Arch]:
-        """Every valid arch that differs from ``arch`` in exactly one node's token."""
+        """Every valid arch that differs from ``arch`` in exactly one node's token.
+
+        Must be a function of ``arch`` alone (same list, same order): ``mutate`` caches it.
+        """
         tokens = list(self.to_tokens(arch))
         allowed = self.allowed_ops()
         optional = self.optional_nodes()
@@ -223,8 +226,8 @@ class SearchSpace(ABC):
         return nbrs[int(rng.integers(len(nbrs)))]
 
     def _cached_neighbours(self, arch: Arch) -> tuple[Arch, ...]:
-        """``neighbours(arch)``, remembered for the last few thousand archs: BO mutates the same
-        few parents hundreds of times a round."""
+        """``neighbours(arch)``, remembered for up to 4,096 archs: BO mutates the same few parents
+        hundreds of times a round."""
         cache: dict[Arch, tuple[Arch, ...]] = self.__dict__.setdefault("_neighbour_cache", {})
         try:
             return cache[arch]
