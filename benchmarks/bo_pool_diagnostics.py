@@ -6,7 +6,11 @@ table's true values (never shown to the search):
                    ``guided`` samples, ``mutation`` candidates),
 - pick is top:     share of rounds whose query is one,
 - best's position: where the surrogate's mean puts the pool's best arch (0 = first; median),
-- pick rank:       true rank in the whole table of the queried arch (median; 0 = optimum).
+- pick rank:       true rank in the whole table of the queried arch (median; 0 = optimum),
+- per source of the query (``guided``, ``mutation``, ``mutation_pool``): its share of the picks,
+  how often it improves on the best so far, and its residual: the queried arch's true value in
+  the surrogate's units (the target transform of the history plus it) minus the surrogate's mean
+  (negative: the surrogate overrated it; the optimiser's curse).
 
     python benchmarks/bo_pool_diagnostics.py                           # bananas, diffusion_bo; C10; seeds 100-109
     python benchmarks/bo_pool_diagnostics.py --column cifar100_test_acc --seeds 20
@@ -29,6 +33,7 @@ TOP_FRAC = 0.001
 def diagnose(table: Any, column: str, method: str, seed: int, cap: int) -> list[dict[str, Any]]:
     """One search to the optimum; a row per model round."""
     from nag.search import TableEvaluator, build_method, run_search
+    from nag.search.targets import transform_targets
 
     values = table.values(column)
     ranked = np.sort(values)[::-1]
@@ -39,7 +44,12 @@ def diagnose(table: Any, column: str, method: str, seed: int, cap: int) -> list[
         true = np.array([table.query(a, column) for a in pool])
         sources = np.array([searcher.optimizer.source_of(a) for a in pool])
         best, pick = int(np.argmax(true)), int(np.argmax(scores))
+        observed = np.array([q.value for q in ctx.history])
+        in_units = transform_targets(searcher.target_transform, np.append(observed, true[pick]))[-1]
         rounds.append({
+            "pick_source": str(sources[pick]),
+            "pick_residual": float(in_units - mean[pick]),
+            "pick_improves": bool(true[pick] > observed.max()),
             "n": ctx.n_queries,
             "has_top": bool(true[best] >= threshold),
             "has_top_by_source": {s: bool((true[sources == s] >= threshold).any()) for s in set(sources)},
@@ -63,6 +73,19 @@ def summarise(rounds: list[dict[str, Any]]) -> dict[str, Any]:
         "pick_is_top": float(np.mean([r["pick_top"] for r in rounds])),
         "best_position": float(np.median([r["best_position"] for r in rounds])),
         "pick_rank": float(np.median([r["pick_rank"] for r in rounds])),
+        **{k: v for s in sorted({r["pick_source"] for r in rounds}) for k, v in by_pick_source(rounds, s).items()},
+    }
+
+
+def by_pick_source(rounds: list[dict[str, Any]], source: str) -> dict[str, float]:
+    """Share of the picks from ``source``, how often they improve, their mean residual and its standard error."""
+    mine = [r for r in rounds if r["pick_source"] == source]
+    res = np.array([r["pick_residual"] for r in mine])
+    return {
+        f"{source}_picks": len(mine) / len(rounds),
+        f"{source}_improves": float(np.mean([r["pick_improves"] for r in mine])),
+        f"{source}_residual": float(res.mean()),
+        f"{source}_residual_se": float(res.std() / np.sqrt(len(res))),
     }
 
 
@@ -94,10 +117,10 @@ def main(argv: list[str] | None = None) -> None:
     keys = list(dict.fromkeys(k for s in summary.values() for k in s))
     print(f"{args.column}, seeds {args.first_seed}-{args.first_seed + args.seeds - 1}, to the optimum (cap {args.cap}); "
           f"top = true top {TOP_FRAC:.1%}")
-    width = max(map(len, keys)) + 2
-    print(f"{'method':<14}" + "".join(f"{k:>{width}}" for k in keys))
-    for method, s in summary.items():
-        print(f"{method:<14}" + "".join(f"{s.get(k, float('nan')):>{width}.3g}" for k in keys))
+    width = max(map(len, keys)) + 2  # a row per figure, a column per method
+    print(f"{'':<{width}}" + "".join(f"{method:>14}" for method in summary))
+    for k in keys:
+        print(f"{k:<{width}}" + "".join(f"{s[k]:>14.3g}" if k in s else f"{'-':>14}" for s in summary.values()))
     print(f"wall {time.perf_counter() - start:.0f}s")
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -59,6 +59,8 @@ def test_bo_pool_diagnostics_reads_each_model_round(nb201_csv, tmp_path):
     s = json.loads(out.read_text())["summary"]["bananas"]
     assert 1 <= s["rounds"] <= 12 - 5  # the 5 initial random queries are not model rounds
     assert 0.0 <= s["pick_is_top"] <= s["pool_has_top"] <= 1.0
+    assert s["mutation_pool_picks"] == 1.0  # bananas: every pick from its mutation pool
+    assert 0.0 <= s["mutation_pool_improves"] <= 1.0 and math.isfinite(s["mutation_pool_residual"])
     assert s["pick_rank"] >= 0
 
 
