@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -67,6 +68,14 @@ def sweep_overrides(path: Path) -> list[str]:
 
 def test_there_are_sweeps():
     assert {"bo_nas_methods", "bo_acquisition", "diffusion_guidance"} <= {p.stem for p in SWEEPS}
+
+
+def test_readme_shows_how_to_run_a_sweep_and_its_file_exists():
+    readme = (REPO / "README.md").read_text()
+    files = re.findall(r"wandb sweep (experiments/sweeps/\S+\.yaml)", readme)
+    assert files and all((REPO / f).is_file() for f in files)
+    assert "wandb agent <entity>/<project>/<sweep_id>" in readme
+    assert "python -m nag.run -m experiment=bo_nas" in readme  # the offline grid
 
 
 @pytest.mark.parametrize("path", SWEEPS, ids=[p.stem for p in SWEEPS])
