@@ -164,7 +164,7 @@ def write_outputs(rows: list[dict[str, Any]], summary: list[dict[str, Any]], csv
 
     table = _table(csv)
     lines = ["method,column,queries,best_so_far_mean,best_so_far_ci95"]
-    columns = [c for c in COLUMNS if any(r["column"] == c for r in rows)] or list(COLUMNS)  # a panel per searched column
+    columns = [c for c in COLUMNS if any(r["column"] == c for r in rows)] or list(COLUMNS)  # a panel per column searched
     fig, axes = plt.subplots(1, len(columns), figsize=(6 * len(columns), 4.5))
     for ax, column in zip(np.atleast_1d(axes), columns):
         best = float(table.values(column).max())

@@ -69,7 +69,8 @@ def score(table: Any, column: str, snap: dict[str, Any], variant: dict[str, Any]
     archs = [view(space.parse(a)) for a, _ in snap["history"]]
     y = transform_targets(variant.get("target_transform", "rank_gauss"), np.array([v for _, v in snap["history"]]))
     pool = [space.parse(a) for a in snap["pool"]]
-    sur = fit_surrogate(variant.get("surrogate", "fast"), space, archs, y, seed=snap["seed"], **variant.get("surrogate_params", {}))
+    sur = fit_surrogate(variant.get("surrogate", "fast"), space, archs, y, seed=snap["seed"],
+                        **variant.get("surrogate_params", {}))
     mean, _ = predict_mean_std(sur, [view(a) for a in pool])
     true = np.array([table.query(a, column) for a in pool])
     top = true >= table.quantile_threshold(column, TOP_FRAC)
