@@ -227,6 +227,20 @@ def test_diffusion_bo_runs_in_the_loop(table):
     assert set(extra["sources"]) <= {"guided", "mutation"} and sum(extra["sources"].values()) == 8 - 5
 
 
+def test_alternate_rounds_take_generated_then_mutation_pools(table):
+    extra: dict = {}
+    params = {"n_init": 5, "surrogate_params": {"steps": 40},
+              "optimizer_params": {"prior": UniformPrior(), "steps": 10, "n_samples": 32, "alternate": True}}
+    per_round = []
+    searcher = build_method("diffusion_bo", SPACE, params)
+    searcher.on_pool = lambda ctx, pool, *_: per_round.append({searcher.optimizer.source_of(a) for a in pool})
+    run_search(searcher, TableEvaluator(table, C10), budget=10, seed=0, on_round=lambda ctx: extra.update(ctx.extra))
+    assert per_round == [{"guided"}, {"mutation"}] * 2 + [{"guided"}]
+    assert extra["pool_rounds"] == 5 and extra["sources"] == {"guided": 3, "mutation": 2}
+    with pytest.raises(ConfigError, match="alternate=True needs mutations > 0"):
+        build_pool_optimizer("diffusion", SPACE, alternate=True, mutations=0)
+
+
 def test_missing_default_prior_is_a_clear_error(table, monkeypatch):
     from nag.diffusion import prior as prior_mod
     from nag.errors import MissingDataError
@@ -290,8 +304,8 @@ def test_bo_presets_share_the_initial_design_and_the_prior_sampler():
 
 
 def test_diffusion_bo_differs_from_bananas_only_by_the_guided_samples():
-    """diffusion_bo's pool holds a bananas-sized mutation pool, ranked by the same acquisition and
-    surrogate: what it adds is the guided samples, so the benchmark measures exactly that."""
+    """diffusion_bo's mutation rounds rank a bananas-sized mutation pool with the same acquisition
+    and surrogate: what it adds is the guided rounds, so the benchmark measures exactly that."""
     from nag.search import method_settings
     from nag.search.bo import MutationPool
 
@@ -302,6 +316,7 @@ def test_diffusion_bo_differs_from_bananas_only_by_the_guided_samples():
     assert diffusion.get("target_transform") == bananas.get("target_transform")
     pool_size = bananas.get("optimizer_params", {}).get("pool_size", MutationPool(SPACE).pool_size)
     assert diffusion["optimizer_params"]["mutations"] >= pool_size
+    assert diffusion["optimizer_params"]["alternate"]
 
 
 @pytest.mark.parametrize("normal_form", [True, False])

@@ -39,10 +39,12 @@ METHODS: dict[str, tuple[str, dict[str, Any]]] = {
     "bananas": ("bo", {"optimizer": "mutation_pool", "acquisition": "ts", "n_init": BO_N_INIT}),
     "prior_filter": ("bo", {"optimizer": "prior_filter", "acquisition": "ts", "n_init": BO_N_INIT,
                             "optimizer_params": {"n_samples": 100, "solver": PRIOR_SOLVER}}),
+    # every other round ranks a pool of guided samples, the rounds between a bananas pool; one mixed
+    # pool let Thompson sampling pick mutations for lucky draws (docs/search.md, "alternate")
     "diffusion_bo": ("bo", {
         "optimizer": "diffusion", "acquisition": "ts", "n_init": BO_N_INIT,
         "optimizer_params": {"n_samples": 64, "solver": PRIOR_SOLVER, "weight": 10.0, "diversity": 1.0,
-                             "trust_top": 10, "trust_weight": 3.0, "mutations": 200},
+                             "trust_top": 10, "trust_weight": 3.0, "mutations": 200, "alternate": True},
     }),
 }
 

@@ -202,6 +202,8 @@ class DiffusionPool(PoolOptimizer):
             ``SURROGATES`` and its settings).
         mutations: also add this many ``mutation_pool`` candidates (local moves from the best
             archs) to the generated ones; 0 = generated candidates only.
+        alternate: with ``mutations``, rounds alternate between a pool of generated candidates
+            only and one of mutation candidates only (generated first), instead of one mixed pool.
     """
 
     name = "diffusion"
@@ -225,9 +227,13 @@ class DiffusionPool(PoolOptimizer):
         guide_surrogate: str = "fast",
         guide_params: dict[str, Any] | None = None,
         mutations: int = 0,
+        alternate: bool = False,
         by_canonical: bool = True,
     ) -> None:
         super().__init__(space, pool_size, by_canonical)
+        if alternate and not mutations:
+            raise ConfigError("alternate=True needs mutations > 0: it alternates generated and mutation pools")
+        self.alternate = alternate
         self._prior = prior
         self.local = MutationPool(space, pool_size=mutations, by_canonical=by_canonical) if mutations else None
         self.guide_surrogate_name = guide_surrogate
@@ -262,6 +268,13 @@ class DiffusionPool(PoolOptimizer):
         from nag.diffusion.guidance import DiversityGuide, Guide, GuidedSampler
 
         y = history_values(ctx) if targets is None else np.asarray(targets, dtype=float)
+        if self.alternate:
+            n = ctx.extra.get("pool_rounds", 0)  # in the search state, so a resumed search keeps the rhythm
+            ctx.extra["pool_rounds"] = n + 1
+            if n % 2:
+                local = self.local.propose(ctx, surrogate, y)
+                self.origin = dict.fromkeys(local, "mutation")
+                return local
         guides = []
         if self.weight:
             objective = AcquisitionObjective(self.guide_surrogate(ctx, y), self.kappa, guidance_scale(y))
@@ -279,7 +292,7 @@ class DiffusionPool(PoolOptimizer):
         sampler = GuidedSampler(self.prior, guides, solver=self.solver, batch_size=self.batch_size)
         archs = ctx.fresh(sampler.sample(self.n_samples, seed=ctx.torch_seed()), self.by_canonical)[: self.pool_size]
         self.origin = dict.fromkeys(archs, "guided" if guides else "prior")
-        if self.local is not None:
+        if self.local is not None and not self.alternate:
             local = self.local.propose(ctx, surrogate, y)
             archs = ctx.fresh(archs + local, self.by_canonical)
             self.origin.update((a, "mutation") for a in archs[len(self.origin):])
