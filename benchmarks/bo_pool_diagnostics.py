@@ -24,13 +24,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from method_overrides import add_set_argument, parse_set
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_CSV = REPO.parent / "shared" / "data" / "nb201" / "nb201.csv"
 TOP_FRAC = 0.001
 
 
-def diagnose(table: Any, column: str, method: str, seed: int, cap: int) -> list[dict[str, Any]]:
+def diagnose(table: Any, column: str, method: str, seed: int, cap: int,
+             settings: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     """One search to the optimum; a row per model round."""
     from nag.search import TableEvaluator, build_method, run_search
     from nag.search.targets import transform_targets
@@ -58,7 +60,7 @@ def diagnose(table: Any, column: str, method: str, seed: int, cap: int) -> list[
             "pick_rank": int(np.searchsorted(-ranked, -true[pick], side="left")),
         })
 
-    searcher = build_method(method, table.space)
+    searcher = build_method(method, table.space, settings)
     searcher.on_pool = on_pool
     run_search(searcher, TableEvaluator(table, column), budget=cap, seed=seed, target=float(values.max()))
     return rounds
@@ -98,7 +100,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--first-seed", type=int, default=100)
     parser.add_argument("--cap", type=int, default=100, help="queries per search at most")
     parser.add_argument("--out", type=Path, default=None, help="also write the summary as JSON here")
+    add_set_argument(parser)
     args = parser.parse_args(argv)
+    overrides = parse_set(args.set, parser)
 
     import torch
 
@@ -112,7 +116,7 @@ def main(argv: list[str] | None = None) -> None:
     for method in args.methods:
         rounds = []
         for seed in range(args.first_seed, args.first_seed + args.seeds):
-            rounds += diagnose(table, args.column, method, seed, args.cap)
+            rounds += diagnose(table, args.column, method, seed, args.cap, overrides.get(method))
         summary[method] = summarise(rounds)
     keys = list(dict.fromkeys(k for s in summary.values() for k in s))
     print(f"{args.column}, seeds {args.first_seed}-{args.first_seed + args.seeds - 1}, to the optimum (cap {args.cap}); "
@@ -125,7 +129,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps({"column": args.column, "seeds": args.seeds, "first_seed": args.first_seed,
-                                        "cap": args.cap, "summary": summary}, indent=2) + "\n")
+                                        "cap": args.cap, "set": args.set, "summary": summary}, indent=2) + "\n")
 
 
 if __name__ == "__main__":

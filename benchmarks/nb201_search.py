@@ -16,7 +16,6 @@ prior (``--prior``, default: the packaged one).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -25,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from method_overrides import add_set_argument, parse_set
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_CSV = REPO.parent / "shared" / "data" / "nb201" / "nb201.csv"
@@ -209,17 +209,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=REPO / "runs" / "nb201_search")
     parser.add_argument("--compare", nargs=2, metavar=("A", "B"), default=None,
                         help="also print a seed-by-seed comparison of two methods (wins and Wilcoxon p)")
-    parser.add_argument("--set", nargs="*", default=[], metavar="METHOD.KEY=JSON",
-                        help="override a method setting, e.g. bananas.q=2 'diffusion_bo.optimizer_params={\"weight\": 5}'")
+    add_set_argument(parser)
     args = parser.parse_args(argv)
     if args.compare and not set(args.compare) <= set(args.methods):
         parser.error(f"--compare {' '.join(args.compare)}: both methods must be in --methods ({' '.join(args.methods)})")
     seeds = 5 if args.quick else args.seeds
-    overrides: dict[str, dict[str, Any]] = {}
-    for item in args.set:
-        key, _, value = item.partition("=")
-        method, _, name = key.partition(".")
-        overrides.setdefault(method, {})[name] = json.loads(value)
+    overrides = parse_set(args.set, parser)
 
     from nag.io import append_jsonl, read_jsonl
 

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from method_overrides import add_set_argument, parse_set
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_CSV = REPO.parent / "shared" / "data" / "nb201" / "nb201.csv"
@@ -39,7 +40,8 @@ DEFAULT_VARIANTS: dict[str, dict[str, Any]] = {
 }
 
 
-def record(table: Any, column: str, method: str, seed: int, at: list[int]) -> list[dict[str, Any]]:
+def record(table: Any, column: str, method: str, seed: int, at: list[int],
+           settings: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     """Snapshots of one search: at each query count in ``at``, the history and the round's pool."""
     from nag.search import TableEvaluator, build_method, run_search
 
@@ -51,7 +53,7 @@ def record(table: Any, column: str, method: str, seed: int, at: list[int]) -> li
                           "history": [[table.space.format(q.arch), q.value] for q in ctx.history],
                           "pool": [table.space.format(a) for a in pool]})
 
-    searcher = build_method(method, table.space)
+    searcher = build_method(method, table.space, settings)
     searcher.on_pool = on_pool
     run_search(searcher, TableEvaluator(table, column), budget=max(at) + 1, seed=seed)
     return snaps
@@ -89,7 +91,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--at", type=int, nargs="+", default=[15, 25, 40], help="query counts to snapshot at")
     parser.add_argument("--variant", nargs="*", default=[], metavar="NAME=JSON", help="variants to score (default: a fixed set)")
     parser.add_argument("--out", type=Path, default=REPO / "runs" / "pool_ranking")
+    add_set_argument(parser)
     args = parser.parse_args(argv)
+    overrides = parse_set(args.set, parser)
 
     import torch
 
@@ -102,7 +106,7 @@ def main(argv: list[str] | None = None) -> None:
     variants = {k: json.loads(v) for k, _, v in (item.partition("=") for item in args.variant)} or DEFAULT_VARIANTS
     start = time.perf_counter()
     path = args.out / f"snapshots_{args.column}.json"
-    key = {"methods": args.methods, "seeds": args.seeds, "first_seed": args.first_seed, "at": args.at}
+    key = {"methods": args.methods, "seeds": args.seeds, "first_seed": args.first_seed, "at": args.at, "set": args.set}
     cached = json.loads(path.read_text()) if path.is_file() else None
     if cached is not None and cached["key"] == key:
         snaps = cached["snapshots"]
@@ -110,7 +114,7 @@ def main(argv: list[str] | None = None) -> None:
         snaps = []
         for method in args.methods:
             for seed in range(args.first_seed, args.first_seed + args.seeds):
-                snaps += record(table, args.column, method, seed, args.at)
+                snaps += record(table, args.column, method, seed, args.at, overrides.get(method))
         args.out.mkdir(parents=True, exist_ok=True)
         atomic_write_text(path, json.dumps({"key": key, "snapshots": snaps}))
     print(f"{len(snaps)} snapshots ({args.column}, seeds {args.first_seed}-{args.first_seed + args.seeds - 1}, "

@@ -25,6 +25,17 @@ def test_queries_to_counts_up_to_the_first_hit():
     assert math.isinf(nb.queries_to([1.0, 2.0], 3.0))
 
 
+def test_a_malformed_set_is_a_usage_error(tmp_path, capsys):
+    nb = load("nb201_search")
+    for bad in ("bananas.surrogate=gp", "bananas=2", "q=2"):  # gp unquoted is not JSON; no METHOD.KEY
+        with pytest.raises(SystemExit):
+            nb.main(["--methods", "bananas", "--set", bad, "--out", str(tmp_path)])
+        assert f"--set {bad!r}" in capsys.readouterr().err
+    assert load("method_overrides").parse_set(['diffusion_bo.optimizer_params={"alternate": false}', "bananas.q=2"],
+                                              None) == {"diffusion_bo": {"optimizer_params": {"alternate": False}},
+                                                        "bananas": {"q": 2}}
+
+
 def test_compare_needs_both_methods_in_the_run(tmp_path, capsys):
     nb = load("nb201_search")
     with pytest.raises(SystemExit):
