@@ -66,6 +66,19 @@ def sweep_overrides(path: Path) -> list[str]:
     return fixed + point
 
 
+def sweep_points(path: Path) -> list[list[str]]:
+    """The first point of a sweep, then every other value of each parameter with the rest as in
+    the first point (a distribution contributes its max), as Hydra overrides."""
+    spec = yaml.safe_load(path.read_text())
+    base = sweep_overrides(path)
+    points = [base]
+    for name, p in spec["parameters"].items():
+        others = p.get("values", [])[1:] if "values" in p else [p["max"]] if "max" in p else []
+        for value in others:
+            points.append([o for o in base if o.split("=", 1)[0] != name] + [f"{name}={value}"])
+    return points
+
+
 def test_there_are_sweeps():
     assert {"bo_nas_methods", "bo_acquisition", "diffusion_guidance"} <= {p.stem for p in SWEEPS}
 
@@ -108,3 +121,17 @@ def test_offline_hydra_multirun(nb201_csv, tmp_path):
     results = [json.loads(p.read_text()) for p in found]
     assert all(r["n_queries"] == 3 and r["method"] == "random" for r in results)
     assert results[0]["best_arch"] != results[1]["best_arch"] or results[0]["wall_s"] != results[1]["wall_s"]
+
+
+@pytest.mark.parametrize("path", SWEEPS, ids=[p.stem for p in SWEEPS])
+def test_every_value_of_a_sweep_builds_its_search_method(path):
+    """Each value a sweep can send (one parameter at a time) gives settings the method accepts: a
+    combination the preset refuses would only fail on a W&B agent, after the search started."""
+    from nag.experiments import build_space
+    from nag.experiments.bo_nas import method_overrides
+    from nag.search import build_method
+
+    with initialize_config_dir(config_dir=str(REPO / "experiments"), version_base=None):
+        for overrides in sweep_points(path):
+            cfg = compose(config_name="config", overrides=overrides)
+            build_method(str(cfg.method), build_space(cfg), method_overrides(cfg))

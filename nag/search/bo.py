@@ -232,7 +232,9 @@ class DiffusionPool(PoolOptimizer):
     ) -> None:
         super().__init__(space, pool_size, by_canonical)
         if alternate and not mutations:
-            raise ConfigError("alternate=True needs mutations > 0: it alternates generated and mutation pools")
+            raise ConfigError("alternate=True needs mutations > 0: it alternates generated and mutation pools. "
+                              "For generated candidates only, set alternate=false too "
+                              "(bo_nas: +method_params.optimizer_params.alternate=false)")
         self.alternate = alternate
         self._prior = prior
         self.local = MutationPool(space, pool_size=mutations, by_canonical=by_canonical) if mutations else None
