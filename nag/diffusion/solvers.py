@@ -23,7 +23,7 @@ from tqdm import tqdm
 
 from nag.diffusion.sde import SDE, ScoreFn, bcast
 from nag.errors import ConfigError
-from nag.registry import Registry
+from nag.registry import Registry, check_settings
 
 SOLVERS: Registry[Solver] = Registry("solver", group="nag.solvers")
 
@@ -358,11 +358,13 @@ def get_solver(name: str | Mapping[str, Any] | Solver = "pc", **kwargs: Any) -> 
     if isinstance(name, Mapping):
         kwargs = {**{k: v for k, v in name.items() if k != "name"}, **kwargs}
         name = str(name.get("name", "pc"))
+    factory = SOLVERS.get(name)
     try:
-        return SOLVERS.build(name, **kwargs)
+        check_settings(f"solver {name!r}", factory, kwargs)
     except ConfigError as exc:  # the usual cause: solver.name=... on the command line keeps the old solver's keys
         raise ConfigError(f"{exc} After solver.name=... on the command line, drop the other solver's keys "
                           "with ~solver.<key>.") from None
+    return factory(**kwargs)
 
 
 def list_solvers(pattern: str = "*") -> list[str]:

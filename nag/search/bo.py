@@ -24,11 +24,11 @@ from typing import Any, Callable, ClassVar
 import numpy as np
 
 from nag.errors import ConfigError
-from nag.registry import Registry, check_settings
+from nag.registry import Registry
 from nag.search.acquisition import get_acquisition
 from nag.search.loop import SEARCHERS, SearchContext, Searcher
 from nag.search.targets import TARGET_TRANSFORMS, transform_targets
-from nag.search.surrogate import DEFAULT_SDE, SURROGATES, fit_surrogate, predict_mean_std, torch_threads
+from nag.search.surrogate import DEFAULT_SDE, check_surrogate, fit_surrogate, predict_mean_std, torch_threads
 from nag.spaces.base import Arch, SearchSpace
 
 
@@ -240,8 +240,7 @@ class DiffusionPool(PoolOptimizer):
         self.local = MutationPool(space, pool_size=mutations, by_canonical=by_canonical) if mutations else None
         self.guide_surrogate_name = guide_surrogate
         self.guide_params = dict(guide_params or {})
-        check_settings(f"guide surrogate {guide_surrogate!r}", SURROGATES.get(guide_surrogate),
-                       {"noise_aware": True, **self.guide_params}, skip=4)
+        check_surrogate(guide_surrogate, {"noise_aware": True, **self.guide_params}, role="guide surrogate")
         self.trust_top, self.trust_radius, self.trust_weight = trust_top, trust_radius, trust_weight
         self.diversity = float(diversity)
         self.n_samples = n_samples
@@ -392,8 +391,7 @@ class BayesOpt(Searcher):
         self.threads = threads
         self.target_transform = target_transform
         self.normal_form = normal_form
-        # unknown names and settings fail now, not after n_init queries
-        check_settings(f"surrogate {surrogate!r}", SURROGATES.get(surrogate), self.surrogate_params, skip=4)
+        check_surrogate(surrogate, self.surrogate_params)  # fails now, not after n_init queries
         TARGET_TRANSFORMS.get(target_transform)
 
     def targets(self, ctx: SearchContext) -> np.ndarray:

@@ -22,10 +22,9 @@ from torch import Tensor
 
 from nag.errors import ConfigError
 from nag.search.encodings import build_encoding
-from nag.search.surrogate import DEFAULT_SDE, StateSurrogate
+from nag.search.surrogate import DEFAULT_SDE, TARGET, StateSurrogate
 from nag.spaces.base import Arch, SearchSpace
 
-TARGET = "objective"
 LENGTH_SCALES = (0.5, 1.0, 2.0, 4.0)  # times the median pairwise distance of the training features
 NOISE_LEVELS = (1e-3, 1e-2, 0.05, 0.2)  # times the amplitude
 

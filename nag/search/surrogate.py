@@ -25,7 +25,7 @@ import torch
 from torch import Tensor, nn
 
 from nag.errors import ConfigError
-from nag.registry import Registry
+from nag.registry import Registry, check_settings
 from nag.search.encodings import build_encoding
 from nag.spaces.base import Arch, SearchSpace
 
@@ -224,6 +224,14 @@ SURROGATES.register("predictor", fit_lightning)
 SURROGATES.register_lazy("gp", "nag.search.gp:fit_gp")
 
 
+SURROGATE_ARGS = 4  # space, archs, y, sde_config: passed to every surrogate, not settings
+
+
+def check_surrogate(name: str, params: Mapping[str, Any], role: str = "surrogate") -> None:
+    """Fail now, not after the first queries: ``name`` must be a surrogate that takes every key of ``params``."""
+    check_settings(f"{role} {name!r}", SURROGATES.get(name), params, skip=SURROGATE_ARGS)
+
+
 def fit_surrogate(
     name: str,
     space: SearchSpace,
@@ -236,7 +244,7 @@ def fit_surrogate(
 
     A setting the surrogate does not take is a ConfigError naming the settings it does take.
     """
-    return SURROGATES.build(name, space, archs, y, sde_config, **params)
+    return SURROGATES.build(name, space, archs, y, sde_config, **params)  # SURROGATE_ARGS positional
 
 
 
