@@ -134,6 +134,20 @@ def test_mutation_pool_stays_next_to_the_best(table):
         assert min(sum(x != y for x, y in zip(a, p)) for p in parents) == 1
 
 
+def test_exhaustive_pool_is_every_fresh_isomorphism_class(table):
+    ctx = _ctx(table, 30)
+    pool = build_pool_optimizer("exhaustive", SPACE).propose(ctx, None)
+    seen = {SPACE.canonical(q.arch) for q in ctx.history}
+    every = {SPACE.canonical(a) for a in SPACE.enumerate()}
+    keys = [SPACE.canonical(a) for a in pool]
+    assert len(set(keys)) == len(keys) and set(keys) == every - seen
+
+
+def test_exhaustive_pool_refuses_a_space_too_large_to_score_whole():
+    with pytest.raises(ConfigError, match="'mbv3' is .* archs .*Use optimizer random_pool, mutation_pool or diffusion"):
+        build_pool_optimizer("exhaustive", get_space("mbv3"))
+
+
 def test_fast_surrogate_ranks_unseen_archs(table):
     rng = np.random.default_rng(0)
     train = [table.archs[i] for i in rng.choice(len(table.archs), 80, replace=False)]

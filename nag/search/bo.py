@@ -124,6 +124,34 @@ class MutationPool(PoolOptimizer):
         return ctx.fresh(pool + extra, self.by_canonical)[: self.pool_size]
 
 
+EXHAUSTIVE_MAX = 1_000_000
+
+
+@POOL_OPTIMIZERS.register("exhaustive")
+class ExhaustivePool(PoolOptimizer):
+    """Every fresh arch of a finite space (one per isomorphism class with ``by_canonical``).
+
+    The acquisition then picks its global maximum: the ceiling of what any acquisition optimiser
+    (random, mutation or guided pool) can reach with the same surrogate and acquisition.
+    ``pool_size`` is ignored.
+    """
+
+    name = "exhaustive"
+
+    def __init__(self, space: SearchSpace, pool_size: int = 200, by_canonical: bool = True) -> None:
+        super().__init__(space, pool_size, by_canonical)
+        if space.size is None or space.size > EXHAUSTIVE_MAX:
+            size = "not finite" if space.size is None else f"{space.size:.3g} archs"
+            raise ConfigError(f"the exhaustive pool scores every arch of the space each round; {space.name!r} is {size} "
+                              f"(at most {EXHAUSTIVE_MAX:,}). Use optimizer random_pool, mutation_pool or diffusion")
+        self._all: list[Arch] | None = None
+
+    def propose(self, ctx: SearchContext, surrogate: Any, targets: np.ndarray | None = None) -> list[Arch]:
+        if self._all is None:
+            self._all = self.space.enumerate()
+        return ctx.fresh(self._all, self.by_canonical)
+
+
 class AcquisitionObjective:
     """Differentiable guidance target from a surrogate: ``(mean + kappa * std) / scale`` at ``(x_t, t)``.
 
