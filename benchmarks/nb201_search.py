@@ -29,7 +29,7 @@ from method_overrides import add_set_argument, parse_set
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_CSV = REPO.parent / "shared" / "data" / "nb201" / "nb201.csv"
 COLUMNS = ("cifar10_test_acc", "cifar100_test_acc")
-ALL_METHODS = ("random", "evolution", "local", "random_bo", "bananas", "prior_filter", "diffusion_bo")
+ALL_METHODS = ("random", "evolution", "local", "random_bo", "bananas", "exhaustive_bo", "prior_filter", "diffusion_bo")
 CAPS = {"random": 15625}  # random search needs the whole space for the optimum; others stop earlier
 DEFAULT_CAP = 300
 CURVE_LEN = 200  # best-so-far curve up to this many queries

@@ -148,6 +148,16 @@ def test_exhaustive_pool_refuses_a_space_too_large_to_score_whole():
         build_pool_optimizer("exhaustive", get_space("mbv3"))
 
 
+def test_exhaustive_bo_ranks_every_fresh_class_each_round(table):
+    searcher = build_method("exhaustive_bo", SPACE, {"surrogate_params": {"steps": 40, "ensemble": 3}})
+    sizes = []
+    searcher.on_pool = lambda ctx, pool, *_: sizes.append((len(pool), len({ctx.canonical(q.arch) for q in ctx.history})))
+    run_search(searcher, TableEvaluator(table, C10), budget=9, seed=0)
+    n_classes = len({SPACE.canonical(a) for a in SPACE.enumerate()})
+    assert len(sizes) == 9 - METHODS["exhaustive_bo"][1]["n_init"]
+    assert all(pool == n_classes - seen for pool, seen in sizes)
+
+
 def test_fast_surrogate_ranks_unseen_archs(table):
     rng = np.random.default_rng(0)
     train = [table.archs[i] for i in rng.choice(len(table.archs), 80, replace=False)]
@@ -311,7 +321,7 @@ def test_bo_presets_share_the_initial_design_and_the_prior_sampler():
     from nag.search import method_settings
 
     bo = [m for m, (searcher, _) in METHODS.items() if searcher == "bo"]
-    assert {"random_bo", "bananas", "prior_filter", "diffusion_bo"} <= set(bo)
+    assert {"random_bo", "bananas", "exhaustive_bo", "prior_filter", "diffusion_bo"} <= set(bo)
     assert len({method_settings(m)[1].get("n_init") for m in bo}) == 1
     solvers = [method_settings(m)[1]["optimizer_params"]["solver"] for m in ("prior_filter", "diffusion_bo")]
     assert solvers[0] == solvers[1]

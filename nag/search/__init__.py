@@ -37,6 +37,8 @@ METHODS: dict[str, tuple[str, dict[str, Any]]] = {
     "local": ("local", {}),
     "random_bo": ("bo", {"optimizer": "random_pool", "acquisition": "ts", "n_init": BO_N_INIT}),
     "bananas": ("bo", {"optimizer": "mutation_pool", "acquisition": "ts", "n_init": BO_N_INIT}),
+    # the whole (finite) space as the pool: the ceiling of any acquisition optimiser with this surrogate
+    "exhaustive_bo": ("bo", {"optimizer": "exhaustive", "acquisition": "ts", "n_init": BO_N_INIT}),
     "prior_filter": ("bo", {"optimizer": "prior_filter", "acquisition": "ts", "n_init": BO_N_INIT,
                             "optimizer_params": {"n_samples": 100, "solver": PRIOR_SOLVER}}),
     # every other round ranks a pool of guided samples, the rounds between a bananas pool; one mixed
