@@ -144,12 +144,9 @@ class ExhaustivePool(PoolOptimizer):
             size = "not finite" if space.size is None else f"{space.size:.3g} archs"
             raise ConfigError(f"the exhaustive pool scores every arch of the space each round; {space.name!r} is {size} "
                               f"(at most {EXHAUSTIVE_MAX:,}). Use optimizer random_pool, mutation_pool or diffusion")
-        self._all: list[Arch] | None = None
 
     def propose(self, ctx: SearchContext, surrogate: Any, targets: np.ndarray | None = None) -> list[Arch]:
-        if self._all is None:
-            self._all = self.space.enumerate()
-        return ctx.fresh(self._all, self.by_canonical)
+        return ctx.fresh(self.space.enumerate(), self.by_canonical)
 
 
 class AcquisitionObjective:
