@@ -1,4 +1,14 @@
-"""Shared fixtures. W&B is disabled in tests; benchmark data is read from ../shared/data."""
+"""Shared fixtures. W&B is disabled in tests.
+
+Benchmark data:
+  - the real tables are read from ``../shared/data`` (``$NAG_SHARED_DATA`` overrides the folder;
+    point it at a missing folder to see what a clean clone tests). Only tests of quality
+    thresholds on the real tables need them, and they skip without them;
+  - ``tests/data/`` holds a small committed slice of the real tables (see its README) for
+    parser and metric tests: a missing slice is a failure, not a skip;
+  - ``synthetic_csv`` / ``synthetic_table``: a synthetic table over the whole NB201 space
+    (``tests/synthetic_table.py``), for the mechanics of search, evaluators, guidance and scripts.
+"""
 from __future__ import annotations
 
 import os
@@ -14,7 +24,8 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("NAG_NUM_THREADS", "1")
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+SHARED_DATA = Path(os.environ.get("NAG_SHARED_DATA") or REPO_ROOT.parent / "shared" / "data")
+TEST_DATA = Path(__file__).resolve().parent / "data"
 
 
 @pytest.fixture(scope="session")
@@ -26,6 +37,7 @@ def shared_data() -> Path:
 
 @pytest.fixture(scope="session")
 def nb201_csv(shared_data: Path) -> Path:
+    """The real NB201 table (15,625 rows): for tests of quality on real data only."""
     path = shared_data / "nb201" / "nb201.csv"
     if not path.is_file():
         pytest.skip(f"NB201 table {path} is absent")
@@ -34,16 +46,69 @@ def nb201_csv(shared_data: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def nb201_table(nb201_csv: Path):
-    """The NB201 table on the nb201 space, parsed once per session (tests only read it)."""
+    """The real NB201 table on the nb201 space, parsed once per session (tests only read it)."""
     from nag.benchmarks.table import BenchmarkTable
     from nag.spaces import get_space
 
     return BenchmarkTable.from_csv(nb201_csv, get_space("nb201"))
 
 
-@pytest.fixture(scope="session")
-def ofa_csv(shared_data: Path) -> Path:
-    path = shared_data / "ofa" / "ofa_mbv3_latency.csv"
-    if not path.is_file():
-        pytest.skip(f"OFA latency table {path} is absent")
+def _tracked(name: str) -> Path:
+    path = TEST_DATA / name
+    assert path.is_file(), f"{path} is committed test data and must be there (tests/data/README.md)"
     return path
+
+
+@pytest.fixture(scope="session")
+def nb201_slice_csv() -> Path:
+    """50 real NB201 rows (both optima, cells at chance, whole isomorphism classes); tests/data/README.md."""
+    return _tracked("nb201_slice.csv")
+
+
+@pytest.fixture(scope="session")
+def ofa_slice_csv() -> Path:
+    """20 real OFA MobileNetV3 latency rows (4 at resolution 224); tests/data/README.md."""
+    return _tracked("ofa_slice.csv")
+
+
+@pytest.fixture(scope="session")
+def synthetic_csv(tmp_path_factory) -> Path:
+    """The synthetic NB201 table as a CSV (tests/synthetic_table.py; not real data)."""
+    from synthetic_table import write_csv
+
+    return write_csv(tmp_path_factory.mktemp("synthetic") / "nb201_synthetic.csv")
+
+
+@pytest.fixture(scope="session")
+def synthetic_table(synthetic_csv: Path):
+    """The synthetic table on the nb201 space, parsed from its CSV as a user's table would be."""
+    from nag.benchmarks.table import BenchmarkTable
+    from nag.spaces import get_space
+
+    return BenchmarkTable.from_csv(synthetic_csv, get_space("nb201"))
+
+
+class TrainingLog(list):
+    """Every real training started during a test, as ``(space name, arch string)``, in order."""
+
+    def archs(self) -> list[str]:
+        return [arch for _, arch in self]
+
+
+@pytest.fixture
+def trainings(monkeypatch) -> TrainingLog:
+    """Counts the real trainings (``train_eval``) of a test; each still trains for real.
+
+    The one place that knows where training is entered: when that moves, change only this.
+    """
+    from nag.spaces.base import SearchSpace
+
+    log = TrainingLog()
+    real = SearchSpace.train_eval
+
+    def counted(self, arch, *args, **kwargs):
+        log.append((self.name, self.format(arch)))
+        return real(self, arch, *args, **kwargs)
+
+    monkeypatch.setattr(SearchSpace, "train_eval", counted)
+    return log
