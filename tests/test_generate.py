@@ -48,14 +48,46 @@ def test_train_then_generate(tmp_path):
     assert out["novelty"] == pytest.approx(sum(a not in train_set for a in distinct) / len(distinct))
 
 
-def test_train_prior_resumes_from_last_ckpt(tmp_path):
-    train(tmp_path, 2)
-    assert (tmp_path / "last.ckpt").is_file()
-    state = torch.load(tmp_path / "last.ckpt", weights_only=False)
-    assert state["global_step"] == 2
-    res = train(tmp_path, 4)  # same run folder: continues from step 2
-    assert res["steps"] == 4
-    assert json.loads((tmp_path / "results.json").read_text())["steps"] == 4
+class Killed(Exception):
+    """A simulated kill of the process."""
+
+
+def test_killed_train_prior_resumes_exactly(tmp_path, monkeypatch):
+    """Killed during step 4 of 6 (mid-epoch: 64 archs in batches of 16), the rerun trains only steps
+    4-6 and ends where an uninterrupted run ends: same weights, EMA, optimizer, RNG and loss."""
+    from nag.modules.score import ScoreModule
+
+    full = train(tmp_path / "full", 6)
+    steps: list[int] = []
+    real_step = ScoreModule.training_step
+
+    def counted(self, batch, batch_idx, kill_at=None):
+        if self.global_step == kill_at:
+            raise Killed("killed during a training step")
+        steps.append(self.global_step)
+        return real_step(self, batch, batch_idx)
+
+    monkeypatch.setattr(ScoreModule, "training_step", lambda self, b, i: counted(self, b, i, kill_at=3))
+    with pytest.raises(Killed, match="killed during a training step"):
+        train(tmp_path / "run", 6)
+    assert steps == [0, 1, 2] and torch.load(tmp_path / "run" / "last.ckpt", weights_only=False)["global_step"] == 3
+    assert not (tmp_path / "run" / "results.json").exists()
+
+    steps.clear()
+    monkeypatch.setattr(ScoreModule, "training_step", lambda self, b, i: counted(self, b, i))
+    resumed = train(tmp_path / "run", 6)
+    assert steps == [3, 4, 5]  # resumed, not restarted
+    assert resumed["steps"] == 6 and json.loads((tmp_path / "run" / "results.json").read_text())["steps"] == 6
+    assert resumed["train_loss"] == full["train_loss"] and resumed["heldout_loss"] == full["heldout_loss"]
+    a, b = (torch.load(tmp_path / d / "last.ckpt", weights_only=False) for d in ("full", "run"))
+    for key in a["state_dict"]:  # the net and its EMA
+        assert torch.equal(a["state_dict"][key], b["state_dict"][key]), key
+    assert torch.equal(a["rng_state"]["torch"], b["rng_state"]["torch"])
+    adam_a, adam_b = a["optimizer_states"][0]["state"], b["optimizer_states"][0]["state"]
+    assert all(torch.equal(adam_a[k]["exp_avg"], adam_b[k]["exp_avg"]) for k in adam_a)
+    prior_a, prior_b = (read_prior_checkpoint(tmp_path / d / "prior.pt") for d in ("full", "run"))
+    assert all(torch.equal(prior_a["state_dict"][k], prior_b["state_dict"][k]) for k in prior_a["state_dict"])
+    assert (tmp_path / "run" / "archs.txt").read_text() == (tmp_path / "full" / "archs.txt").read_text()
 
 
 def test_generate_without_a_prior_for_the_space_says_how_to_train(tmp_path, monkeypatch):
@@ -69,8 +101,7 @@ def test_generate_without_a_prior_for_the_space_says_how_to_train(tmp_path, monk
 
 def test_shipped_nb201_prior_loads_and_samples_valid_archs():
     path = default_prior_path("nb201", must_exist=False)
-    if not path.is_file():
-        pytest.skip("no shipped NB201 prior (build it: see docs/prior.md)")
+    assert path.is_file(), f"{path} is a shipped, git-tracked asset (build it: see docs/prior.md)"
     assert path.stat().st_size < 5_000_000
     space = get_space("nb201")
     prior = load_prior(path, space=space)

@@ -15,7 +15,6 @@ import lightning as L
 import numpy as np
 import torch
 from torch import Tensor
-from torch.utils.data import BatchSampler, DataLoader, RandomSampler, TensorDataset
 
 from nag.errors import ConfigError, NotFiniteSpaceError
 from nag.spaces.base import Arch, SearchSpace
@@ -109,9 +108,42 @@ class ArchDataModule(L.LightningDataModule):
         """[n_train, N, V] in {-1, 1}."""
         return to_state(self.space, self.train_archs)
 
-    def train_dataloader(self) -> DataLoader:
-        data = TensorDataset(self.train_states)
-        shuffle = RandomSampler(data, generator=torch.Generator().manual_seed(self.seed))
-        drop_last = len(data) >= self.batch_size
-        batches = BatchSampler(shuffle, batch_size=min(self.batch_size, len(data)), drop_last=drop_last)
-        return DataLoader(data, sampler=batches, batch_size=None)
+    def train_dataloader(self) -> SeededBatches:
+        """Shuffled batches; attached to a trainer that resumed at step k, it starts at batch k."""
+        trainer = self.trainer
+        start = 0 if trainer is None else int(trainer.global_step) * int(trainer.accumulate_grad_batches)
+        return SeededBatches(self.train_states, self.batch_size, self.seed, start=start)
+
+
+class SeededBatches:
+    """Batches ``(states[idx],)`` of ``states`` [M, N, V]; epoch e visits them in an order seeded by
+    (seed, e), so the batch of every step is fixed by the seed and the step alone.
+
+    ``start``: the number of batches already trained on. A resumed training (even from the middle
+    of an epoch) then sees exactly the batches an uninterrupted one would. Each epoch has
+    ``len(self)`` batches (the last short one is dropped when there are at least ``batch_size`` states).
+    """
+
+    def __init__(self, states: Tensor, batch_size: int, seed: int = 0, start: int = 0) -> None:
+        self.states = states
+        self.batch_size = min(int(batch_size), len(states))
+        self.drop_last = len(states) >= int(batch_size)
+        self.seed = int(seed)
+        self._step = int(start)
+
+    def __len__(self) -> int:
+        n, b = len(self.states), self.batch_size
+        return n // b if self.drop_last else -(-n // b)
+
+    def order(self, epoch: int) -> Tensor:
+        """The permutation of epoch ``epoch``. [M] long."""
+        seed = int(np.random.SeedSequence([self.seed, epoch]).generate_state(1)[0])
+        return torch.randperm(len(self.states), generator=torch.Generator().manual_seed(seed))
+
+    def __iter__(self):
+        per_epoch = len(self)
+        epoch, first = divmod(self._step, per_epoch)
+        order = self.order(epoch)
+        for b in range(first, per_epoch):
+            self._step += 1
+            yield (self.states[order[b * self.batch_size : (b + 1) * self.batch_size]],)

@@ -103,12 +103,33 @@ class ScoreModule(L.LightningModule):
         self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=False, batch_size=x0.shape[0])
         return loss
 
-    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
-        self.update_ema()
+    def optimizer_step(self, *args: Any, **kwargs: Any) -> None:
+        super().optimizer_step(*args, **kwargs)
+        # Here and not in on_train_batch_end: ModelCheckpoint saves before the module's
+        # on_train_batch_end, so a checkpoint would miss this step's EMA update and a resumed run
+        # would never make it. The step is not counted yet: this is step global_step + 1.
+        self.update_ema(self.global_step + 1)
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # The noise of the loss comes from the global generators: a resumed run goes on with the
+        # draws an uninterrupted run would make, not with the seed's first draws again.
+        checkpoint["rng_state"] = {
+            "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None,
+        }
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        state = checkpoint.get("rng_state")
+        if state is not None:
+            torch.set_rng_state(state["torch"])
+            if state.get("cuda") is not None and torch.cuda.is_available():
+                torch.cuda.set_rng_state_all(state["cuda"])
 
     @torch.no_grad()
-    def update_ema(self) -> None:
-        k = self.global_step
+    def update_ema(self, step: int | None = None) -> None:
+        """Move the EMA weights towards the net's, with decay ``min(ema_decay, (1 + k) / (10 + k))``
+        at step ``k`` (default: ``global_step``)."""
+        k = self.global_step if step is None else step
         decay = min(self.hparams.ema_decay, (1 + k) / (10 + k))
         ema_p, p = list(self.ema.parameters()), list(self.net.parameters())
         torch._foreach_lerp_(ema_p, p, 1.0 - decay)
