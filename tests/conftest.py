@@ -89,7 +89,12 @@ def synthetic_table(synthetic_csv: Path):
 
 
 class TrainingLog(list):
-    """Every real training started during a test, as ``(space name, arch string)``, in order."""
+    """Every real training started during a test, as ``(space name, arch string)``, in order.
+
+    Set ``kill_at = k`` to simulate a kill as training number k starts (``kills.Killed``).
+    """
+
+    kill_at: int | None = None
 
     def archs(self) -> list[str]:
         return [arch for _, arch in self]
@@ -101,12 +106,16 @@ def trainings(monkeypatch) -> TrainingLog:
 
     The one place that knows where training is entered: when that moves, change only this.
     """
+    from kills import Killed
     from nag.spaces.base import SearchSpace
 
     log = TrainingLog()
     real = SearchSpace.train_eval
 
     def counted(self, arch, *args, **kwargs):
+        if log.kill_at is not None and len(log) + 1 == log.kill_at:
+            log.kill_at = None
+            raise Killed(f"killed while training arch number {len(log) + 1}")
         log.append((self.name, self.format(arch)))
         return real(self, arch, *args, **kwargs)
 

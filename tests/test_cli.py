@@ -1,7 +1,7 @@
 """The command line (``python -m nag.run``), run as a user runs it: in a subprocess.
 
-Plus in-process tests of the runner: results/config files, resuming random search, and the
-short error messages."""
+Plus in-process tests of the runner: results/config files and the short error messages
+(random_search's kill-and-resume tests are in test_resume.py)."""
 from __future__ import annotations
 
 import json
@@ -241,28 +241,6 @@ def test_compose_config_quotes_arch_strings():
     assert compose_config(["experiment=evaluate", f"arch={arch}"]).arch == arch
     with pytest.raises(CliError, match="Did you mean 'budget'"):
         compose_config(["experiment=evaluate", "budgte=2"])
-
-
-def test_random_search_resumes(tmp_path):
-    base = ["experiment=random_search", *TINY]
-    first = run_experiment(compose_config([*base, "budget=1"]), out_dir=tmp_path)
-    (row0,) = read_jsonl(tmp_path / "history.jsonl")
-    # a run killed while writing row 1 leaves a torn line; the rerun drops it and goes on
-    with open(tmp_path / "history.jsonl", "a") as fh:
-        fh.write('{"i": 1, "arch": "|none~0|+|no')
-    with pytest.warns(UserWarning, match="unreadable line"):
-        second = run_experiment(compose_config([*base, "budget=2"]), out_dir=tmp_path)
-        rows = read_jsonl(tmp_path / "history.jsonl")
-    assert [r["i"] for r in rows] == [0, 1] and rows[0] == row0  # row 0 kept, not retrained
-    assert second["n_evaluated"] == 2 and first["n_evaluated"] == 1
-    assert second["wall_s"] == pytest.approx(row0["wall_s"] + rows[1]["wall_s"])
-    # the resumed search draws exactly what an uninterrupted one draws
-    fresh = run_experiment(compose_config([*base, "budget=2"]), out_dir=tmp_path / "fresh")
-    assert [r["arch"] for r in read_jsonl(tmp_path / "fresh" / "history.jsonl")] == [r["arch"] for r in rows]
-    assert fresh["best_arch"] == second["best_arch"]
-    # a state from another search (other seed) is refused, not silently mixed in
-    with pytest.raises(ConfigError, match="seed=0"):
-        run_experiment(compose_config([*base, "budget=2", "seed=1"]), out_dir=tmp_path)
 
 
 def test_distinct_sample_is_seeded_prefix_stable_and_distinct():

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.stats import norm
 
-from nag.errors import ConfigError, UnknownNameError
+from nag.errors import ConfigError, MissingDataError, UnknownNameError
 from nag.search import EVALUATORS, SearchState, TableEvaluator, TrainEvalEvaluator, build_evaluator
 from nag.search.acquisition import ACQUISITIONS, get_acquisition
 from nag.spaces import get_space
@@ -19,8 +19,9 @@ ARCHS = SPACE.enumerate()
 
 
 @pytest.fixture(scope="module")
-def table(nb201_table):
-    return nb201_table
+def table(synthetic_table):
+    """The synthetic NB201 table (tests/synthetic_table.py): evaluators need lookups, not real values."""
+    return synthetic_table
 
 
 class CountingTable:
@@ -73,14 +74,20 @@ def test_registry_and_unknown_evaluator():
         EVALUATORS.get("oracle")
 
 
-def test_table_evaluator_from_config_needs_a_path():
+def test_table_evaluator_from_config_needs_a_path(synthetic_csv, tmp_path):
+    """An unset or absent table path is MissingDataError, as for every data path nag cannot find."""
     from omegaconf import OmegaConf
 
-    with pytest.raises(ConfigError, match="benchmark.path"):
+    with pytest.raises(MissingDataError, match="evaluator=table needs benchmark.path=<csv>"):
         build_evaluator("table", SPACE, OmegaConf.create({"benchmark": {"path": None}}))
+    with pytest.raises(MissingDataError, match="benchmark table not found at .*config key benchmark.path"):
+        build_evaluator("table", SPACE, OmegaConf.create({"benchmark": {"path": str(tmp_path / "none.csv")}}))
+    ev = build_evaluator("table", SPACE, OmegaConf.create({"benchmark": {"path": str(synthetic_csv),
+                                                                         "metric": "cifar100_test_acc"}}))
+    assert ev.metric == "cifar100_test_acc" and len(ev.table) == SPACE.size
 
 
-def test_train_eval_evaluator_really_trains_once_per_arch():
+def test_train_eval_evaluator_really_trains_once_per_arch(trainings):
     from nag.data import get_task
     from nag.training import TrainBudget
 
@@ -92,6 +99,7 @@ def test_train_eval_evaluator_really_trains_once_per_arch():
     assert {"val_acc", "test_acc"} <= set(ev.info[arch]) and ev.info[arch]["val_acc"] == value
     wall = ev.info[arch]["wall_s"]
     assert ev.evaluate(arch) == value and ev.n_queries == 1 and ev.info[arch]["wall_s"] == wall
+    assert trainings.archs() == [space.format(arch)]
 
 
 # ----- acquisition functions ----------------------------------------------------------------

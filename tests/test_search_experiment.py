@@ -1,4 +1,6 @@
-"""experiment=bo_nas on the NB201 table, resuming it, the W&B sweep files, and an offline Hydra multirun."""
+"""experiment=bo_nas's settings, the W&B sweep files, and an offline Hydra multirun.
+
+Its results on a table and its kill-and-resume tests are in test_resume.py."""
 from __future__ import annotations
 
 import json
@@ -13,7 +15,7 @@ import yaml
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from nag.errors import ConfigError
+from nag.errors import MissingDataError
 from nag.experiments import run_experiment
 from nag.run import compose_config
 
@@ -21,28 +23,10 @@ REPO = Path(__file__).resolve().parents[1]
 SWEEPS = sorted((REPO / "experiments" / "sweeps").glob("*.yaml"))
 
 
-def test_bo_nas_on_the_table_writes_results_and_resumes(nb201_csv, tmp_path):
-    overrides = ["experiment=bo_nas", "evaluator=table", f"benchmark.path={nb201_csv}", "method=evolution",
-                 "budget=8", "seed=3", "wandb.mode=disabled", "+method_params.population=4",
-                 "+method_params.sample_size=2"]
-    results = run_experiment(compose_config(overrides), out_dir=tmp_path)
-    assert {"best_arch", "best_value", "n_queries", "queries_to_best", "wall_s", "regret"} <= set(results)
-    assert results["n_queries"] == 8 and 1 <= results["queries_to_best"] <= 8
-    assert results["optimum"] == pytest.approx(94.3733) and results["regret"] >= 0
-    rows = [json.loads(line) for line in (tmp_path / "history.jsonl").read_text().splitlines()]
-    assert [r["query"] for r in rows] == list(range(1, 9))
-    assert max(r["value"] for r in rows) == results["best_value"]
-
-    # a larger budget in the same folder continues the search instead of starting over
-    more = run_experiment(compose_config([o if not o.startswith("budget=") else "budget=10" for o in overrides]),
-                          out_dir=tmp_path)
-    rows2 = [json.loads(line) for line in (tmp_path / "history.jsonl").read_text().splitlines()]
-    assert more["n_queries"] == 10 and rows2[:8] == rows and len(rows2) == 10
-
-
 def test_bo_nas_without_a_table_path_says_which_key(tmp_path):
+    """An unset data path is MissingDataError, as everywhere (guided_generation, fit_cost_predictor)."""
     cfg = compose_config(["experiment=bo_nas", "evaluator=table", "method=random", "wandb.mode=disabled"])
-    with pytest.raises(ConfigError, match="benchmark.path"):
+    with pytest.raises(MissingDataError, match="evaluator=table needs benchmark.path=<csv>"):
         run_experiment(cfg, out_dir=tmp_path)
 
 
@@ -109,18 +93,28 @@ def test_sweep_renders_into_a_composable_config(path):
 
 
 @pytest.mark.slow  # a subprocess that imports the whole stack: ~15 s on an idle 2-core box, over a minute on a busy one
-def test_offline_hydra_multirun(nb201_csv, tmp_path):
+def test_offline_hydra_multirun(synthetic_csv, synthetic_table, tmp_path):
+    """Each point of the grid is its own run, with its own seed: its results are those of that search."""
+    from nag.search import TableEvaluator, build_method, run_search
+    from nag.spaces import get_space
+
     env = {**os.environ, "WANDB_MODE": "disabled"}
     cmd = [sys.executable, "-m", "nag.run", "-m", "experiment=bo_nas", "evaluator=table",
-           f"benchmark.path={nb201_csv}", "method=random", "seed=0,1", "budget=3",
+           f"benchmark.path={synthetic_csv}", "method=random", "seed=0,1", "budget=3",
            f"hydra.sweep.dir={tmp_path}"]
     proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
     found = sorted(tmp_path.glob("*/results.json"))
     assert len(found) == 2
-    results = [json.loads(p.read_text()) for p in found]
-    assert all(r["n_queries"] == 3 and r["method"] == "random" for r in results)
-    assert results[0]["best_arch"] != results[1]["best_arch"] or results[0]["wall_s"] != results[1]["wall_s"]
+    space = get_space("nb201")
+    seeds = []
+    for path in found:
+        results, seed = json.loads(path.read_text()), OmegaConf.load(path.parent / "config.yaml").seed
+        expected = run_search(build_method("random", space), TableEvaluator(synthetic_table, "cifar10_test_acc"), 3, seed=seed)
+        assert results["n_queries"] == 3 and results["method"] == "random"
+        assert (results["best_arch"], results["best_value"]) == (space.format(expected.best_arch), expected.best_value)
+        seeds.append(seed)
+    assert sorted(seeds) == [0, 1]
 
 
 @pytest.mark.parametrize("path", SWEEPS, ids=[p.stem for p in SWEEPS])

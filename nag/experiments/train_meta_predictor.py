@@ -8,12 +8,17 @@ meta-predictor is trained under the SDE of the prior it will guide (``prior.path
 space's shipped prior), so GuidedSampler accepts the pair. The first ``holdout_tasks`` tasks
 are held out in turn to measure how well it ranks archs on a task it has not seen.
 
-Writes ``meta_predictor.pt`` in the run folder (and to ``save_to`` when set).
+Writes ``meta_predictor.pt`` in the run folder (and to ``save_to`` when set), and
+``progress.jsonl``: one fsynced row per finished fit (each held-out fold's Spearman, then the
+final fit), written after what it records. Rerunning with the same ``hydra.run.dir`` resumes:
+finished fits are not fitted again (a larger ``holdout_tasks`` adds folds), and a run folder of
+other settings is refused.
 Results: ``n_rows``, ``n_tasks``, ``heldout_spearman`` (mean over held-out tasks, clean t=0),
 ``heldout_spearman_min``, ``fit_s``, ``wall_s``.
 """
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -22,11 +27,16 @@ from omegaconf import DictConfig
 from scipy.stats import spearmanr
 from torch import Tensor
 
+from nag.errors import ConfigError
 from nag.experiments import build_space, experiment, plain, run_dir
+from nag.io import append_jsonl, read_jsonl, to_jsonable
 from nag.meta import MetaDatabase
 from nag.meta.features import build_extractor, spec_features
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
+PROGRESS = "progress.jsonl"
+# what the fits depend on; holdout_tasks and save_to are left out (more folds extend a run)
+SETTINGS_KEYS = ("space", "prior", "meta_db", "dataset_encoder", "n_per_class", "meta_predictor", "seed")
 
 
 def load_meta_rows(cfg: DictConfig, space, seed: int) -> tuple[list[dict], dict[str, Tensor]]:
@@ -50,28 +60,57 @@ def fit_rows(cfg: DictConfig, space, sde_config, rows: list[dict], features: dic
     return fit_meta_predictor(space, parsed, features, sde_config, seed=seed, progress=True, **plain(cfg.meta_predictor))
 
 
+def finished_fits(path: Path, settings: dict) -> dict[str, dict]:
+    """Rows of ``progress.jsonl`` by fit ("fold:<task>" or "final"); refuses rows of other settings."""
+    rows = read_jsonl(path, missing_ok=True)
+    for row in rows:
+        recorded = row.get("settings") or {}
+        differ = [k for k in sorted(set(settings) | set(recorded)) if recorded.get(k) != settings.get(k)]
+        if differ:
+            raise ConfigError(
+                f"{path} records fits made with other settings of {', '.join(differ)}. Use another output "
+                f"folder (hydra.run.dir=...), or delete {path.name} to start afresh."
+            )
+    return {row["fit"]: row for row in rows}
+
+
 @experiment("train_meta_predictor")
 def train_meta_predictor(cfg: DictConfig) -> dict:
     from nag.experiments.generate import load_configured_prior
+    from nag.modules.meta_predictor import MetaPredictor
 
     start = time.perf_counter()
     space = build_space(cfg)
     seed = int(cfg.seed)
+    settings = json.loads(json.dumps(to_jsonable({k: plain(cfg.get(k)) for k in SETTINGS_KEYS})))  # as read back
+    progress = run_dir() / PROGRESS
+    done = finished_fits(progress, settings)
     sde_config = load_configured_prior(cfg, space).sde.config()
     rows, features = load_meta_rows(cfg, space, seed)
     tasks = list(dict.fromkeys(r["task"] for r in rows))
 
     spearmans = []
     for held in tasks[: int(cfg.holdout_tasks)]:
-        test_rows = [r for r in rows if r["task"] == held]
-        meta = fit_rows(cfg, space, sde_config, [r for r in rows if r["task"] != held], features, seed)
-        mean, _ = meta.for_task(features[held]).predict_archs([space.parse(r["arch"]) for r in test_rows], t=0.0)
-        spearmans.append(float(spearmanr(mean[:, 0].numpy(), [r["accuracy"] for r in test_rows]).statistic))
+        fold = done.get(f"fold:{held}")
+        if fold is None:
+            test_rows = [r for r in rows if r["task"] == held]
+            meta = fit_rows(cfg, space, sde_config, [r for r in rows if r["task"] != held], features, seed)
+            mean, _ = meta.for_task(features[held]).predict_archs([space.parse(r["arch"]) for r in test_rows], t=0.0)
+            rho = float(spearmanr(mean[:, 0].numpy(), [r["accuracy"] for r in test_rows]).statistic)
+            fold = {"fit": f"fold:{held}", "spearman": rho, "settings": settings}
+            append_jsonl(progress, fold)
+        spearmans.append(float("nan") if fold["spearman"] is None else fold["spearman"])  # NaN is written as null
 
-    fit_start = time.perf_counter()
-    meta = fit_rows(cfg, space, sde_config, rows, features, seed)
-    fit_s = time.perf_counter() - fit_start
-    meta.save(run_dir() / "meta_predictor.pt")
+    out = run_dir() / "meta_predictor.pt"
+    final = done.get("final")
+    if final is not None and out.is_file():
+        meta = MetaPredictor.load(out, space)
+    else:  # the checkpoint is written before its row: a kill between them refits (same seed, same fit)
+        fit_start = time.perf_counter()
+        meta = fit_rows(cfg, space, sde_config, rows, features, seed)
+        final = {"fit": "final", "fit_s": time.perf_counter() - fit_start, "settings": settings}
+        meta.save(out)
+        append_jsonl(progress, final)
     if cfg.get("save_to"):
         meta.save(cfg.save_to)
     return {
@@ -79,6 +118,6 @@ def train_meta_predictor(cfg: DictConfig) -> dict:
         "n_tasks": len(tasks),
         "heldout_spearman": float(np.mean(spearmans)) if spearmans else float("nan"),
         "heldout_spearman_min": float(np.min(spearmans)) if spearmans else float("nan"),
-        "fit_s": fit_s,
+        "fit_s": final["fit_s"],
         "wall_s": time.perf_counter() - start,
     }

@@ -12,7 +12,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping
 from typing import Any, NamedTuple, Protocol, runtime_checkable
 
-from nag.errors import ConfigError
+from nag.errors import ConfigError, MissingDataError
 from nag.registry import Registry
 from nag.spaces.base import Arch, SearchSpace
 
@@ -128,8 +128,8 @@ class TableEvaluator(Evaluator):
         from nag.benchmarks.table import BenchmarkTable
 
         bench = cfg.get("benchmark") or {}
-        if not bench.get("path"):
-            raise ConfigError(
+        if not bench.get("path"):  # like any other unset or absent data path: MissingDataError
+            raise MissingDataError(
                 "evaluator=table needs benchmark.path=<csv> (a table with an 'arch' column and metric "
                 "columns such as cifar10_test_acc); or use evaluator=train_eval"
             )
