@@ -1,4 +1,5 @@
-"""The benchmark scripts' own logic, and each one run end to end on a tiny budget."""
+"""The benchmark scripts' own logic, and each one run end to end on a tiny budget (on the synthetic
+NB201 table, tests/synthetic_table.py: their mechanics, not their figures)."""
 from __future__ import annotations
 
 import importlib
@@ -28,7 +29,7 @@ def test_queries_to_counts_up_to_the_first_hit():
 def test_a_malformed_set_is_a_usage_error(tmp_path, capsys):
     nb = load("nb201_search")
     for bad in ("bananas.surrogate=gp", "bananas=2", "q=2"):  # gp unquoted is not JSON; no METHOD.KEY
-        with pytest.raises(SystemExit):
+        with pytest.raises(SystemExit, match="^2$"):  # argparse: usage error
             nb.main(["--methods", "bananas", "--set", bad, "--out", str(tmp_path)])
         assert f"--set {bad!r}" in capsys.readouterr().err
     assert load("method_overrides").parse_set(['diffusion_bo.optimizer_params={"alternate": false}', "bananas.q=2"],
@@ -38,14 +39,14 @@ def test_a_malformed_set_is_a_usage_error(tmp_path, capsys):
 
 def test_compare_needs_both_methods_in_the_run(tmp_path, capsys):
     nb = load("nb201_search")
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit, match="^2$"):  # argparse: usage error
         nb.main(["--methods", "bananas", "--compare", "bananas", "diffusion_bo", "--out", str(tmp_path)])
     assert "both methods must be in --methods" in capsys.readouterr().err
 
 
-def test_nb201_search_runs_resumes_and_compares(nb201_csv, tmp_path, capsys):
+def test_nb201_search_runs_resumes_and_compares(synthetic_csv, tmp_path, capsys):
     nb = load("nb201_search")
-    argv = [str(nb201_csv), "--methods", "evolution", "local", "--seeds", "2", "--columns", "cifar10_test_acc",
+    argv = [str(synthetic_csv), "--methods", "evolution", "local", "--seeds", "2", "--columns", "cifar10_test_acc",
             "--max-queries", "20", "--workers", "1", "--out", str(tmp_path), "--compare", "evolution", "local"]
     nb.main(argv)
     first = capsys.readouterr().out
@@ -63,10 +64,10 @@ def test_nb201_search_runs_resumes_and_compares(nb201_csv, tmp_path, capsys):
     assert "0 runs to do" in subset and "over 1 seeds" in subset and "(1 seeds)" in subset
 
 
-def test_bo_pool_diagnostics_reads_each_model_round(nb201_csv, tmp_path):
+def test_bo_pool_diagnostics_reads_each_model_round(synthetic_csv, tmp_path):
     diag = load("bo_pool_diagnostics")
     out = tmp_path / "d.json"
-    diag.main([str(nb201_csv), "--methods", "bananas", "--seeds", "1", "--cap", "12", "--out", str(out)])
+    diag.main([str(synthetic_csv), "--methods", "bananas", "--seeds", "1", "--cap", "12", "--out", str(out)])
     s = json.loads(out.read_text())["summary"]["bananas"]
     assert 1 <= s["rounds"] <= 12 - 5  # the 5 initial random queries are not model rounds
     assert 0.0 <= s["pick_is_top"] <= s["pool_has_top"] <= 1.0
@@ -75,9 +76,9 @@ def test_bo_pool_diagnostics_reads_each_model_round(nb201_csv, tmp_path):
     assert s["pick_rank"] >= 0
 
 
-def test_pool_ranking_records_then_reuses_snapshots(nb201_csv, tmp_path, capsys):
+def test_pool_ranking_records_then_reuses_snapshots(synthetic_csv, tmp_path, capsys):
     pr = load("pool_ranking")
-    argv = [str(nb201_csv), "--methods", "bananas", "--seeds", "1", "--at", "7", "9", "--out", str(tmp_path),
+    argv = [str(synthetic_csv), "--methods", "bananas", "--seeds", "1", "--at", "7", "9", "--out", str(tmp_path),
             "--variant", "preset={}", 'nf={"normal_form": true}', 'gp={"surrogate": "gp"}']
     pr.main(argv)
     first = capsys.readouterr().out
@@ -88,8 +89,8 @@ def test_pool_ranking_records_then_reuses_snapshots(nb201_csv, tmp_path, capsys)
     assert capsys.readouterr().out.split("\n")[1:-2] == first.split("\n")[1:-2]
 
 
-def test_meta_predictor_transfer_scores_both_columns(nb201_csv, capsys):
-    load("meta_predictor_transfer").main([str(nb201_csv)])
+def test_meta_predictor_transfer_scores_both_columns(synthetic_csv, capsys):
+    load("meta_predictor_transfer").main([str(synthetic_csv)])
     rows = {line.split()[0]: line.split()[1:] for line in capsys.readouterr().out.splitlines()[2:]}
     assert set(rows) == {"cifar10_test_acc", "cifar100_test_acc"}
     for rho, top50, top500 in rows.values():
@@ -104,7 +105,7 @@ def test_surrogate_speed_times_every_surrogate(capsys):
     assert row.split()[0] == "8" and all(float(v) > 0 for v in row.split()[1:3])
 
 
-def test_search_speed_runs_both_variants_and_checks_they_query_the_same(nb201_csv, capsys):
-    load("search_speed").main([str(nb201_csv), "--methods", "bananas", "--seeds", "1", "--budget", "9"])
+def test_search_speed_runs_both_variants_and_checks_they_query_the_same(synthetic_csv, capsys):
+    load("search_speed").main([str(synthetic_csv), "--methods", "bananas", "--seeds", "1", "--budget", "9"])
     row = capsys.readouterr().out.splitlines()[-1].split()
     assert row[0] == "bananas" and row[-1] == "yes"

@@ -199,7 +199,7 @@ def test_run_experiment_writes_config_and_numbers_only_results(tmp_path, fresh_e
     assert json.loads((tmp_path / "results.json").read_text()) == {"acc": 91.5, "n": 3, "arch": "a-b", "flag": True}
     assert OmegaConf.load(tmp_path / "config.yaml").x == 0
     assert seen["run_dir"] == tmp_path
-    with pytest.raises(ConfigError):
+    with pytest.raises(ConfigError, match=r"run_dir\(\) is only defined inside run_experiment\(cfg\)"):
         experiments.run_dir()  # only inside a run
 
 

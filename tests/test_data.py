@@ -162,7 +162,7 @@ def test_unknown_task_and_kwargs() -> None:
 
 @pytest.mark.parametrize("name", ["cifar10", "cifar100"])
 def test_cifar_missing_data_error(name: str, tmp_path: Path) -> None:
-    with pytest.raises(MissingDataError) as info:
+    with pytest.raises(MissingDataError, match=f"{name}: no intact dataset under") as info:
         get_task(name, root=tmp_path)  # download defaults to False: nothing is fetched
     msg = str(info.value)
     assert str(tmp_path) in msg and "task.root=" in msg and "task.download=true" in msg

@@ -355,8 +355,10 @@ def test_diversity_gradient_pushes_pairs_apart():
     torch.testing.assert_close(den(x, torch.full((3,), 0.5)), g)
     with pytest.raises(ConfigError, match="sde"):
         guided_score_fn(lambda x, t: torch.zeros_like(x), [DiversityGuide()])(x, torch.ones(3))
-    for bad in (dict(bandwidth=0.0), dict(on="x0"), dict(memory=-1)):
-        with pytest.raises(ConfigError):
+    for bad, match in ((dict(bandwidth=0.0), "bandwidth must be > 0 or None"),
+                       (dict(on="x0"), "on='x0' is not supported; use 'denoised' or 'state'"),
+                       (dict(memory=-1), "memory must be >= 0, got -1")):
+        with pytest.raises(ConfigError, match=match):
             DiversityGuide(**bad)
 
 
@@ -401,8 +403,10 @@ def test_guide_config_errors():
     assert parse_constraint("<= 1.5") == ("<=", 1.5)
     assert parse_constraint((">=", 70)) == (">=", 70.0)
     assert parse_constraint(None) is None
-    for bad in ("<1", "==3", ("<", 1.0), "<=abc", 5):
-        with pytest.raises(ConfigError):
+    for bad, match in (("<1", "cannot read constraint '<1'; write e.g. '<=5.0'"), ("==3", "cannot read constraint '==3'"),
+                       (("<", 1.0), r"operator '<' is not supported; use one of \['<=', '>='\]"),
+                       ("<=abc", "cannot read constraint '<=abc'"), (5, "a constraint is '<=c', '>=c' or a pair")):
+        with pytest.raises(ConfigError, match=match):
             parse_constraint(bad)
 
 

@@ -1,8 +1,9 @@
-"""guided_generation: scoring helpers on the real NB201 table, config errors, and end-to-end runs.
+"""guided_generation: scoring helpers, config errors, and end-to-end runs.
 
-The fast tests use a tiny untrained prior (written with save_prior) or the exact score of the
-uniform NB201 distribution, so they do not depend on the shipped prior; the slow test runs
-the experiment as documented with the shipped prior.
+The fast tests run on the synthetic NB201 table (tests/synthetic_table.py) with a tiny untrained
+prior (written with save_prior) or the exact score of the uniform NB201 distribution, so they
+need neither ../shared nor the shipped prior; the slow test runs the experiment as documented,
+with the shipped prior on the real table, and checks its figures.
 """
 from __future__ import annotations
 
@@ -39,14 +40,14 @@ def space():
 
 
 @pytest.fixture(scope="module")
-def table(nb201_csv, space):
-    return load_table({"path": str(nb201_csv)}, space)
+def table(synthetic_csv, space):
+    return load_table({"path": str(synthetic_csv)}, space)
 
 
 def test_load_table_needs_a_path(space, tmp_path):
-    with pytest.raises(MissingDataError, match="benchmark.path"):
+    with pytest.raises(MissingDataError, match="benchmark.path is not set; pass benchmark.path="):
         load_table({"path": None}, space)
-    with pytest.raises(MissingDataError, match="benchmark.path"):
+    with pytest.raises(MissingDataError, match="benchmark table not found at .*absent.csv.*config key benchmark.path"):
         load_table({"path": str(tmp_path / "absent.csv")}, space)
 
 
@@ -139,7 +140,7 @@ class UniformPrior:
 
 
 def test_guidance_with_a_real_predictor_beats_unguided(table, space):
-    """A noise-aware predictor fit on 300 real table archs steers the exact uniform prior to better archs."""
+    """A noise-aware predictor fit on 300 table archs steers the exact uniform prior to better archs."""
     prior = UniformPrior(space)
     labeled, _ = split_labeled(table, 300, 1, seed=0)
     pred = fit_guidance_predictor(space, table, labeled, [ACC], prior.sde.config(), {"steps": 150}, seed=0)
@@ -167,9 +168,9 @@ def tiny_prior(tmp_path_factory, space):
 FAST = ["n_labeled=48", "n_heldout=48", "n=6", "batch_size=6", "solver.steps=3", "predictor.steps=3"]
 
 
-def test_experiment_end_to_end(nb201_csv, tiny_prior, tmp_path):
+def test_experiment_end_to_end(synthetic_csv, tiny_prior, tmp_path):
     cfg = compose_config(
-        ["experiment=guided_generation", f"benchmark.path={nb201_csv}", f"prior.path={tiny_prior}", *FAST,
+        ["experiment=guided_generation", f"benchmark.path={synthetic_csv}", f"prior.path={tiny_prior}", *FAST,
          "guidance.diversity.weight=0.1"]
     )
     results = run_experiment(cfg, out_dir=tmp_path)
@@ -188,9 +189,9 @@ def test_experiment_end_to_end(nb201_csv, tiny_prior, tmp_path):
     assert 0 <= results["frac_top5"] <= 1 and 0 < results["uniqueness"] <= 1
 
 
-def test_experiment_multi_objective_keys(nb201_csv, tiny_prior, tmp_path):
+def test_experiment_multi_objective_keys(synthetic_csv, tiny_prior, tmp_path):
     cfg = compose_config(
-        ["experiment=guided_generation", f"benchmark.path={nb201_csv}", f"prior.path={tiny_prior}", *FAST,
+        ["experiment=guided_generation", f"benchmark.path={synthetic_csv}", f"prior.path={tiny_prior}", *FAST,
          f"extra_guides=[{{metric: {PARAMS}, direction: min, weight: 1.0, constraint: '<=0.5'}}]"]
     )
     results = run_experiment(cfg, out_dir=tmp_path)
@@ -202,12 +203,12 @@ def test_experiment_multi_objective_keys(nb201_csv, tiny_prior, tmp_path):
     assert (tmp_path / "guided.txt").read_text().splitlines()[0] == f"arch\t{ACC}\t{PARAMS}"
 
 
-def test_experiment_refuses_unknown_metric(nb201_csv, tiny_prior, tmp_path):
+def test_experiment_refuses_unknown_metric(synthetic_csv, tiny_prior, tmp_path):
     cfg = compose_config(
-        ["experiment=guided_generation", f"benchmark.path={nb201_csv}", f"prior.path={tiny_prior}", *FAST,
+        ["experiment=guided_generation", f"benchmark.path={synthetic_csv}", f"prior.path={tiny_prior}", *FAST,
          "benchmark.metric=cifar11_acc"]
     )
-    with pytest.raises(ConfigError, match="cifar10_test_acc"):
+    with pytest.raises(ConfigError, match="benchmark.metric='cifar11_acc' is not a column of .*cifar10_test_acc"):
         run_experiment(cfg, out_dir=tmp_path)
 
 
@@ -216,8 +217,7 @@ def test_shipped_prior_guidance_reaches_the_top(nb201_csv, tmp_path):
     """The documented run, at n=128: guidance puts most samples in the true top 5%."""
     from nag.diffusion.prior import default_prior_path
 
-    if not default_prior_path("nb201", must_exist=False).is_file():
-        pytest.skip("no shipped NB201 prior (nag/assets/priors/nb201.pt)")
+    assert default_prior_path("nb201", must_exist=False).is_file(), "nag/assets/priors/nb201.pt is a shipped asset"
     cfg = compose_config(["experiment=guided_generation", f"benchmark.path={nb201_csv}", "n=128", "batch_size=128"])
     r = run_experiment(cfg, out_dir=tmp_path)
     assert r["predictor_spearman"] > 0.8

@@ -82,10 +82,10 @@ def test_interrupted_write_keeps_old_file(tmp_path: Path, monkeypatch: pytest.Mo
     atomic_torch_save({"v": 1}, target)
 
     def crash(*args, **kwargs):
-        raise KeyboardInterrupt  # e.g. Ctrl-C between writing and renaming
+        raise KeyboardInterrupt("interrupted before the rename")  # e.g. Ctrl-C between writing and renaming
 
     monkeypatch.setattr(os, "replace", crash)
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(KeyboardInterrupt, match="interrupted before the rename"):
         atomic_torch_save({"v": 2}, target)
     monkeypatch.undo()
     assert torch.load(target)["v"] == 1
@@ -121,7 +121,7 @@ def test_jsonl_torn_last_line_is_skipped_and_next_append_is_safe(tmp_path: Path)
 
 def test_read_jsonl_missing(tmp_path: Path) -> None:
     assert read_jsonl(tmp_path / "none.jsonl", missing_ok=True) == []
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(FileNotFoundError, match="none.jsonl"):
         read_jsonl(tmp_path / "none.jsonl")
 
 

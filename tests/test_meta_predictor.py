@@ -132,7 +132,7 @@ def test_feature_extractor_loads_a_local_weights_file(tmp_path):
 
 
 def _two_task_rows(table, n_archs: int):
-    """Real rows: task 'c10' = NB201 CIFAR-10 accuracies, task 'c100' = CIFAR-100 accuracies."""
+    """Two tasks of table rows: 'c10' = the cifar10_test_acc column, 'c100' = cifar100_test_acc."""
     idx = np.random.default_rng(0).permutation(len(table.archs))[:n_archs]
     rows = []
     for task, col in (("c10", "cifar10_test_acc"), ("c100", "cifar100_test_acc")):
@@ -143,8 +143,8 @@ def _two_task_rows(table, n_archs: int):
     return rows, feats, table, idx
 
 
-def test_meta_predictor_binds_a_task_and_is_differentiable(space, nb201_table, tmp_path):
-    rows, feats, table, idx = _two_task_rows(nb201_table, 64)
+def test_meta_predictor_binds_a_task_and_is_differentiable(space, synthetic_table, tmp_path):
+    rows, feats, table, idx = _two_task_rows(synthetic_table, 64)
     meta = fit_meta_predictor(space, rows, feats, VE, steps=30, ensemble=2, net_config=SMALL_META, seed=0)
     assert isinstance(meta, MetaPredictor) and meta.targets == ["accuracy"] and meta.task_names == ["c10", "c100"]
     p10, p100 = meta.for_task(feats["c10"]), meta.for_task(feats["c100"])
@@ -164,7 +164,7 @@ def test_meta_predictor_binds_a_task_and_is_differentiable(space, nb201_table, t
     assert torch.equal(loaded_p.predict_archs(archs)[0], m10)
     loaded_meta = MetaPredictor.load(meta.save(tmp_path / "meta.pt"), space)
     assert torch.equal(loaded_meta.for_task(feats["c10"]).predict_archs(archs)[0], m10)
-    with pytest.raises(CheckpointMismatchError):
+    with pytest.raises(CheckpointMismatchError, match="trained on space 'nb201' .*not on 'mbv3'.*train a new meta-predictor"):
         MetaPredictor.load(tmp_path / "meta.pt", get_space("mbv3"))
     with pytest.raises(CheckpointMismatchError, match="not a nag.meta_predictor"):
         MetaPredictor.load(tmp_path / "bound.pt")

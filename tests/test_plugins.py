@@ -95,7 +95,7 @@ def test_broken_plugin_error_names_the_plugin(tmp_path, monkeypatch, spaces):
     make_dist(tmp_path / "site", "nag-broken", {"nag.spaces": {"broken_space": "nag_no_such_module_xyz:Space"}})
     monkeypatch.syspath_prepend(str(tmp_path / "site"))
     assert "broken_space" in list_spaces()  # listing does not import plugins
-    with pytest.raises(ImportError) as info:
+    with pytest.raises(ImportError, match="broken_space") as info:
         get_space("broken_space")
     msg = str(info.value)
     assert "broken_space" in msg and "nag_no_such_module_xyz:Space" in msg

@@ -33,7 +33,7 @@ def test_sinusoidal_embedding_shape_and_range():
     e = sinusoidal_embedding(torch.arange(5), 8)
     assert e.shape == (5, 8) and e.abs().max() <= 1.0
     assert torch.allclose(e[0], torch.tensor([0.0] * 4 + [1.0] * 4))  # sin(0), cos(0)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="needs an even dim, got 7"):
         sinusoidal_embedding(torch.arange(3), 7)
     assert TimeEmbedding(16)(torch.rand(3)).shape == (3, 16)
 
@@ -92,7 +92,7 @@ def test_build_score_net_checks_options():
     assert isinstance(net, DAGTransformer)
     with pytest.raises(ConfigError, match="accepted"):
         build_score_net({"d_modle": 16}, 8, 7, nb201_adjacency(), torch.arange(8))
-    with pytest.raises(ConfigError):
+    with pytest.raises(ConfigError, match=r"d_model \(10\) must be divisible by n_heads \(4\)"):
         build_score_net({"d_model": 10, "n_heads": 4}, 8, 7, nb201_adjacency(), torch.arange(8))
 
 

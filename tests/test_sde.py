@@ -148,7 +148,7 @@ def test_ve_config_round_trip_property(smin, ratio, eps):
 
 
 def test_mismatch_refused_with_both_configs_and_fields():
-    with pytest.raises(IncompatibleComponentsError) as info:
+    with pytest.raises(IncompatibleComponentsError, match="sigma_max") as info:
         assert_same_sde({"name": "ve", "sigma_max": 5.0}, {"name": "ve", "sigma_max": 20.0}, "prior", "predictor")
     msg = str(info.value)
     assert "sigma_max" in msg and "5.0" in msg and "20.0" in msg
@@ -173,9 +173,9 @@ def test_build_sde_errors():
         build_sde({"name": "edm"})
     with pytest.raises(ConfigError, match="sigma_max"):
         build_sde({"name": "ve", "sigmamax": 5.0})
-    with pytest.raises(ConfigError):
+    with pytest.raises(ConfigError, match="VESDE needs 0 < sigma_min < sigma_max, got 5.0, 1.0"):
         VESDE(sigma_min=5.0, sigma_max=1.0)
-    with pytest.raises(ConfigError):
+    with pytest.raises(ConfigError, match="needs 0 < eps < T, got eps=2.0"):
         VPSDE(eps=2.0)
 
 

@@ -1,6 +1,7 @@
 """The SearchSpace contract, checked on every registered space (built-ins and installed plugins)."""
 from __future__ import annotations
 
+import re
 from collections.abc import Hashable
 
 import numpy as np
@@ -103,7 +104,7 @@ def test_strings(space: SearchSpace, archs: list) -> None:
         text = space.format(arch)
         assert isinstance(text, str) and space.parse(text) == arch
     for junk in ("", "not an arch", "|||", "+" * 5):
-        with pytest.raises(InvalidArchError):
+        with pytest.raises(InvalidArchError, match=re.escape(repr(junk))):  # the message names the bad string
             space.parse(junk)
         assert not space.is_valid(junk)
 
@@ -140,7 +141,7 @@ def test_size_and_enumerate(space: SearchSpace) -> None:
     size = space.size
     assert size is None or size > 0
     if size is None:
-        with pytest.raises(NotFiniteSpaceError):
+        with pytest.raises(NotFiniteSpaceError, match="too large to enumerate; use sample"):
             space.enumerate()
     elif size <= 100_000:
         everything = space.enumerate()

@@ -50,10 +50,20 @@ def test_budget_unknown_key_lists_accepted() -> None:
 
 
 @pytest.mark.parametrize(
-    "bad", [0, {"batch_size": 0}, {"lr": -1.0}, {"max_steps": 0}, {"momentum": 1.0}, {"epochs": 2.5}, True, "10"]
+    "bad, match",
+    [
+        (0, "epochs must be an int >= 1, got 0"),
+        ({"batch_size": 0}, "batch_size must be an int >= 1, got 0"),
+        ({"lr": -1.0}, "lr must be > 0, got -1.0"),
+        ({"max_steps": 0}, "max_steps must be None or an int >= 1, got 0"),
+        ({"momentum": 1.0}, "need 0 <= momentum < 1"),
+        ({"epochs": 2.5}, "epochs must be an int >= 1, got 2.5"),
+        (True, "must be None, an int \\(epochs\\), a mapping or a TrainBudget; got bool"),
+        ("10", "must be None, an int \\(epochs\\), a mapping or a TrainBudget; got str"),
+    ],
 )
-def test_budget_refuses_bad_values(bad) -> None:
-    with pytest.raises(ConfigError):
+def test_budget_refuses_bad_values(bad, match) -> None:
+    with pytest.raises(ConfigError, match=match):
         TrainBudget.from_any(bad)
 
 
@@ -132,10 +142,8 @@ def test_num_threads_validation(digits: Task, monkeypatch: pytest.MonkeyPatch) -
 
 def test_nb201_cell_trains_on_digits(digits: Task, monkeypatch: pytest.MonkeyPatch) -> None:
     """A real (small) NB201 network through SearchSpace.train_eval; the benchmark times the full one."""
-    from nag.spaces import get_space, list_spaces
+    from nag.spaces import get_space
 
-    if "nb201" not in list_spaces():
-        pytest.skip("nb201 space not available")
     monkeypatch.setenv("NAG_NUM_THREADS", "1")  # how a shared CPU runs train_eval
     space = get_space("nb201", C=8, N=1)
     arch = space.parse("|nor_conv_3x3~0|+|nor_conv_1x1~0|skip_connect~1|+|avg_pool_3x3~0|none~1|nor_conv_3x3~2|")
