@@ -159,3 +159,28 @@ def test_range_rules_reject_what_they_should():
                        ("latency_ms_median", -2.0), ("train_loss", -0.5), ("flops_M_r2", 1.5), ("wall_s", None)):
         with pytest.raises((AssertionError, Exception), match=key.split("_")[0] if key != "best_arch" else "x~0"):
             check_range(key, value, space)
+
+
+@pytest.mark.parametrize(
+    "overrides, match",
+    [
+        (["experiment=bo_nas", "evaluator=table"], "needs benchmark.path=<csv>"),
+        (["experiment=bo_nas", "evaluator=table", "benchmark.path={missing}"], "benchmark table not found"),
+        (["experiment=guided_generation", "benchmark.path=null"], "benchmark.path is not set"),
+        (["experiment=guided_generation", "benchmark.path={missing}"], "benchmark table not found"),
+        (["experiment=fit_cost_predictor", "source=table"], "source=table needs benchmark.path=<csv>"),
+        (["experiment=generate", "prior.path={missing}"], "no prior checkpoint at .*missing. Pass prior.path="),
+        (["experiment=transfer_nas", "meta_predictor.path={missing}"], "meta-predictor .*missing.* does not exist"),
+        (["experiment=train_meta_predictor", "meta_db.path={missing}"], "meta-database .*missing.* does not exist"),
+    ],
+    ids=["bo_nas-unset", "bo_nas-absent", "guided_generation-unset", "guided_generation-absent",
+         "fit_cost_predictor-unset", "generate-prior", "transfer_nas-meta_predictor", "train_meta_predictor-meta_db"],
+)
+def test_an_unset_or_missing_data_path_is_missing_data_error(overrides, match, tmp_path):
+    """One error type per situation: whatever the experiment, an unset or absent data path is
+    MissingDataError (the CLI prints it as one ``error:`` line and exits 2)."""
+    from nag.errors import MissingDataError
+
+    cfg = compose_config([o.format(missing=tmp_path / "missing") for o in overrides])
+    with pytest.raises(MissingDataError, match=match):
+        run_experiment(cfg, out_dir=tmp_path / "run")
