@@ -41,6 +41,20 @@ def rows_of(path: Path, torn: bool = False) -> list[dict]:
     return rows
 
 
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    """``run(name, overrides) -> (run folder, results)``: each uninterrupted run made once per module."""
+    runs: dict[str, tuple[Path, dict]] = {}
+
+    def run(name: str, overrides: list[str]) -> tuple[Path, dict]:
+        if name not in runs:
+            out = tmp_path_factory.mktemp(name)
+            runs[name] = (out, run_experiment(compose_config(overrides), out_dir=out))
+        return runs[name]
+
+    return run
+
+
 def kill_appends(monkeypatch, module, when, torn: bool) -> None:
     """Make ``module.append_jsonl`` die at the first row ``when(row)``: before writing it, or halfway."""
     monkeypatch.setattr(module, "append_jsonl", killing_append(real_append, when, torn=torn))
@@ -76,19 +90,19 @@ BO_NAS = ["experiment=bo_nas", "evaluator=table", "method=bananas", "budget=8", 
 
 
 @pytest.mark.parametrize("kill", KILLS)
-def test_bo_nas_killed_resumes_exactly(synthetic_csv, tmp_path, monkeypatch, lookups, kill):
+def test_bo_nas_killed_resumes_exactly(synthetic_csv, uninterrupted, tmp_path, monkeypatch, lookups, kill):
     """Killed at query 5 (the second model-based round): during the lookup, or once its state is
     saved but before its history row is written (lost, or torn, with a stray temp file of the
     next state write)."""
     import nag.experiments.bo_nas as bo_nas
 
-    cfg = compose_config([*BO_NAS, f"benchmark.path={synthetic_csv}"])
-    full = run_experiment(cfg, out_dir=tmp_path / "full")
-    assert len(lookups) == 8
-
+    overrides = [*BO_NAS, f"benchmark.path={synthetic_csv}"]
+    full_dir, full = uninterrupted("bo_nas", overrides)
+    cfg = compose_config(overrides)
+    lookups.clear()
     run = tmp_path / "run"
     if kill == "mid_round":
-        lookups.kill_at = len(lookups) + 5
+        lookups.kill_at = 5
     else:
         kill_appends(monkeypatch, bo_nas, lambda row: row["query"] == 5, torn=kill == "torn_last_line")
     with pytest.raises(Killed, match="killed while"):
@@ -105,8 +119,8 @@ def test_bo_nas_killed_resumes_exactly(synthetic_csv, tmp_path, monkeypatch, loo
     assert len(lookups) == 8 - len(saved)  # resumed, not restarted
     assert not {bo_nas.build_space(cfg).format(a) for a in lookups} & {h["arch"] for h in saved}
     assert without(resumed, "wall_s") == without(full, "wall_s")
-    assert rows_of(run / "history.jsonl", torn=kill == "torn_last_line") == rows_of(tmp_path / "full" / "history.jsonl")
-    state, full_state = (json.loads((d / "search_state.json").read_text()) for d in (run, tmp_path / "full"))
+    assert rows_of(run / "history.jsonl", torn=kill == "torn_last_line") == rows_of(full_dir / "history.jsonl")
+    state, full_state = (json.loads((d / "search_state.json").read_text()) for d in (run, full_dir))
     assert state == full_state  # history, generator, round, method state
 
 
@@ -134,13 +148,12 @@ RANDOM_SEARCH = ["experiment=random_search", "budget=3", "train.epochs=1", "trai
 
 
 @pytest.mark.parametrize("kill", KILLS)
-def test_random_search_killed_resumes_exactly(tmp_path, monkeypatch, trainings, kill):
+def test_random_search_killed_resumes_exactly(uninterrupted, tmp_path, monkeypatch, trainings, kill):
     """Killed while training arch 2, or after arch 2's state is saved but before its row is written."""
     import nag.experiments.random_search as random_search
 
+    full_dir, full = uninterrupted("random_search", RANDOM_SEARCH)
     cfg = compose_config(RANDOM_SEARCH)
-    full = run_experiment(cfg, out_dir=tmp_path / "full")
-    assert len(trainings) == 3
     trainings.clear()
 
     run = tmp_path / "run"
@@ -158,11 +171,11 @@ def test_random_search_killed_resumes_exactly(tmp_path, monkeypatch, trainings, 
     resumed = run_experiment(cfg, out_dir=run)
     assert len(trainings) == 3 - len(before) and not set(trainings.archs()) & set(before)  # resumed, not restarted
     rows = rows_of(run / "history.jsonl", torn=kill == "torn_last_line")
-    full_rows = rows_of(tmp_path / "full" / "history.jsonl")
+    full_rows = rows_of(full_dir / "history.jsonl")
     assert [without(r, "wall_s") for r in rows] == [without(r, "wall_s") for r in full_rows]
     assert resumed["wall_s"] == pytest.approx(sum(r["wall_s"] for r in rows))
     assert without(resumed, "wall_s") == without(full, "wall_s")
-    state, full_state = (json.loads((d / "search_state.json").read_text()) for d in (run, tmp_path / "full"))
+    state, full_state = (json.loads((d / "search_state.json").read_text()) for d in (run, full_dir))
     assert state["rng"] == full_state["rng"] and state["round"] == full_state["round"]
     assert [h["arch"] for h in state["history"]] == [h["arch"] for h in full_state["history"]]
 
@@ -188,14 +201,14 @@ META_DB = ["experiment=build_meta_db", "meta_db.n_tasks=2", "meta_db.archs_per_t
 
 
 @pytest.mark.parametrize("kill", ["mid_training", "row_lost", "torn_last_line"])
-def test_build_meta_db_killed_resumes_exactly(tmp_path, monkeypatch, trainings, kill):
+def test_build_meta_db_killed_resumes_exactly(uninterrupted, tmp_path, monkeypatch, trainings, kill):
     """Killed while training pair 3 of 4, or once it is trained but before (or while) its row is written."""
     import nag.meta.database as database
 
+    full_dir, full = uninterrupted("build_meta_db", META_DB)
     cfg = compose_config(META_DB)
-    full = run_experiment(cfg, out_dir=tmp_path / "full")
-    assert len(trainings) == 4 and full["n_trained_now"] == 4
-    full_rows = read_jsonl(tmp_path / "full" / "meta_db.jsonl")
+    full_rows = read_jsonl(full_dir / "meta_db.jsonl")
+    assert full["n_trained_now"] == len(full_rows) == 4
     trainings.clear()
 
     run = tmp_path / "run"
@@ -224,14 +237,14 @@ TRANSFER = ["experiment=transfer_nas", "n_candidates=8", "batch_size=8", "top_k=
 
 
 @pytest.mark.parametrize("kill", ["mid_training", "row_lost", "torn_last_line"])
-def test_transfer_nas_killed_resumes_exactly(tmp_path, monkeypatch, trainings, kill):
+def test_transfer_nas_killed_resumes_exactly(uninterrupted, tmp_path, monkeypatch, trainings, kill):
     """Killed while training arch 3 of 4 (the first random one), or before / while writing its row."""
     import nag.experiments.transfer_nas as transfer_nas
 
+    full_dir, full = uninterrupted("transfer_nas", TRANSFER)
     cfg = compose_config(TRANSFER)
-    full = run_experiment(cfg, out_dir=tmp_path / "full")
-    full_rows = read_jsonl(tmp_path / "full" / "history.jsonl")
-    assert len(trainings) == 4 and [r["group"] for r in full_rows] == ["guided", "guided", "random", "random"]
+    full_rows = read_jsonl(full_dir / "history.jsonl")
+    assert full["n_trained"] == 4 and [r["group"] for r in full_rows] == ["guided", "guided", "random", "random"]
     trainings.clear()
 
     run = tmp_path / "run"
@@ -267,9 +280,13 @@ def small_meta_db(tmp_path_factory) -> Path:
     return path
 
 
+def meta_predictor_overrides(db: Path, *extra: str) -> list[str]:
+    return ["experiment=train_meta_predictor", f"meta_db.path={db}", "meta_predictor.steps=5",
+            "meta_predictor.ensemble=1", "holdout_tasks=2", "n_per_class=2", *extra]
+
+
 def meta_predictor_cfg(db: Path, *extra: str):
-    return compose_config(["experiment=train_meta_predictor", f"meta_db.path={db}", "meta_predictor.steps=5",
-                           "meta_predictor.ensemble=1", "holdout_tasks=2", "n_per_class=2", *extra])
+    return compose_config(meta_predictor_overrides(db, *extra))
 
 
 class Fits(list):
@@ -297,10 +314,9 @@ def fits(monkeypatch) -> Fits:
 
 
 @pytest.fixture(scope="module")
-def meta_full(small_meta_db, tmp_path_factory) -> tuple[Path, dict]:
+def meta_full(small_meta_db, uninterrupted) -> tuple[Path, dict]:
     """The uninterrupted run: two held-out folds, then the final fit."""
-    out = tmp_path_factory.mktemp("meta_full")
-    return out, run_experiment(meta_predictor_cfg(small_meta_db), out_dir=out)
+    return uninterrupted("train_meta_predictor", meta_predictor_overrides(small_meta_db))
 
 
 @pytest.mark.parametrize("kill", KILLS)

@@ -103,7 +103,9 @@ def test_model_free_baselines_beat_random_search(nb201_table):
 
 # method -> (settings, budget, the query during which the run is killed). Small budgets; each kill
 # falls inside a round: after the round's proposals (and for BO its surrogate fit and pool), before
-# its state is saved; "bananas_q3" is killed between two queries of one 3-arch round.
+# its state is saved (BO: in its second model-based round, so diffusion_bo has one pool round
+# saved and its generated/mutation rhythm shows whether it resumed); "bananas_q3" is killed
+# between two queries of one 3-arch round.
 def resume_case(method: str) -> tuple[str, dict, int, int]:
     if method == "bananas_q3":
         return "bananas", {**FAST_BO, "q": 3, "n_init": 4}, 10, 6
@@ -112,7 +114,7 @@ def resume_case(method: str) -> tuple[str, dict, int, int]:
     params = {**FAST_BO, "optimizer_params": dict(FAST_BO["optimizer_params"])}
     if METHODS[method][1]["optimizer"] in ("diffusion", "prior_filter"):
         params["optimizer_params"].update(prior=UniformPrior(), n_samples=32)
-    return method, params, 9, 8
+    return method, params, 9, 7
 
 
 @pytest.mark.parametrize("method", sorted(METHODS) + ["bananas_q3"])
