@@ -47,7 +47,7 @@ def nb201_csv(shared_data: Path) -> Path:
 @pytest.fixture(scope="session")
 def nb201_table(nb201_csv: Path):
     """The real NB201 table on the nb201 space, parsed once per session (tests only read it)."""
-    from nag.benchmarks.table import BenchmarkTable
+    from nag.tables.table import BenchmarkTable
     from nag.spaces import get_space
 
     return BenchmarkTable.from_csv(nb201_csv, get_space("nb201"))
@@ -82,7 +82,7 @@ def synthetic_csv(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def synthetic_table(synthetic_csv: Path):
     """The synthetic table on the nb201 space, parsed from its CSV as a user's table would be."""
-    from nag.benchmarks.table import BenchmarkTable
+    from nag.tables.table import BenchmarkTable
     from nag.spaces import get_space
 
     return BenchmarkTable.from_csv(synthetic_csv, get_space("nb201"))
@@ -102,22 +102,33 @@ class TrainingLog(list):
 
 @pytest.fixture
 def trainings(monkeypatch) -> TrainingLog:
-    """Counts the real trainings (``train_eval``) of a test; each still trains for real.
+    """Counts the real trainings (``nag.evaluation.train_eval``) of a test; each still trains for real.
 
-    The one place that knows where training is entered: when that moves, change only this.
+    Modules bind ``train_eval`` by name, so every nag module holding it gets the counting one
+    (the built-in experiments are imported first). The one place that knows where training is
+    entered: when that moves, change only this.
     """
+    import importlib
+    import sys
+
+    import nag.experiments as experiments
     from kills import Killed
-    from nag.spaces.base import SearchSpace
+    from nag.evaluation import training
 
+    for module in experiments._BUILTINS.values():
+        importlib.import_module(module)
     log = TrainingLog()
-    real = SearchSpace.train_eval
+    real = training.train_eval
 
-    def counted(self, arch, *args, **kwargs):
+    def counted(space, arch, *args, **kwargs):
         if log.kill_at is not None and len(log) + 1 == log.kill_at:
             log.kill_at = None
             raise Killed(f"killed while training arch number {len(log) + 1}")
-        log.append((self.name, self.format(arch)))
-        return real(self, arch, *args, **kwargs)
+        log.append((space.name, space.format(arch)))
+        return real(space, arch, *args, **kwargs)
 
-    monkeypatch.setattr(SearchSpace, "train_eval", counted)
+    holders = [m for name, m in list(sys.modules.items()) if name.startswith("nag") and getattr(m, "train_eval", None) is real]
+    assert training in holders and len(holders) > 3, [m.__name__ for m in holders]
+    for module in holders:
+        monkeypatch.setattr(module, "train_eval", counted)
     return log

@@ -69,7 +69,7 @@ class Lookups(list):
 
 @pytest.fixture
 def lookups(monkeypatch) -> Lookups:
-    from nag.search import TableEvaluator
+    from nag.evaluation import TableEvaluator
 
     log = Lookups()
     real = TableEvaluator._evaluate

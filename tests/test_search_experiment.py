@@ -95,7 +95,8 @@ def test_sweep_renders_into_a_composable_config(path):
 @pytest.mark.slow  # a subprocess that imports the whole stack: ~15 s on an idle 2-core box, over a minute on a busy one
 def test_offline_hydra_multirun(synthetic_csv, synthetic_table, tmp_path):
     """Each point of the grid is its own run, with its own seed: its results are those of that search."""
-    from nag.search import TableEvaluator, build_method, run_search
+    from nag.evaluation import TableEvaluator
+    from nag.search import build_method, run_search
     from nag.spaces import get_space
 
     env = {**os.environ, "WANDB_MODE": "disabled"}
