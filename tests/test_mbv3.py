@@ -182,7 +182,9 @@ def test_format_example(space: MBv3Space) -> None:
     text = "k3e4-k5e6|k7e3-k3e3-k5e4|k3e3-k3e3|k5e4-k5e4-k5e4-k5e4|k7e6-k7e6"
     arch = space.parse(text)
     assert arch[1] == ((7, 3), (3, 3), (5, 4)) and space.format(arch) == text
-    assert space.build(text) is not None  # build accepts the string form too
+    from_text, from_arch = space.build(text), space.build(arch)  # build accepts the string form too
+    shapes = lambda m: [(k, tuple(v.shape)) for k, v in m.state_dict().items()]  # noqa: E731
+    assert shapes(from_text) == shapes(from_arch) and len(from_text.blocks[2]) == 3  # stage 2 has 3 layers
 
 
 @pytest.mark.parametrize(
