@@ -214,6 +214,25 @@ def test_loader_yields_states_in_pm1():
     assert torch.equal((x > 0).sum(-1), torch.ones(16, 4, dtype=torch.long))
 
 
+def test_seeded_batches_resume_mid_epoch_and_shard():
+    """The batch of step k depends on (seed, k) only: a loader started at step k yields what an
+    uninterrupted one yields from step k on (across epochs); DDP shards split each batch."""
+    from nag.modules.arch_data import SeededBatches
+
+    states = torch.arange(40.0).view(40, 1, 1)
+    whole = SeededBatches(states, 16, seed=3)
+    steps = [b for _ in range(3) for (b,) in whole]  # 3 epochs of 2 batches (the short one dropped)
+    assert len(whole) == 2 and len(steps) == 6 and not torch.equal(steps[0], steps[2])  # a new order each epoch
+    for k in range(6):
+        resumed = SeededBatches(states, 16, seed=3, start=k)
+        tail = [b for _ in range(3) for (b,) in resumed][: 6 - k]
+        assert all(torch.equal(a, b) for a, b in zip(tail, steps[k:], strict=True)), k
+    shards = [[b for (b,) in SeededBatches(states, 16, seed=3).shard(r, 2)] for r in (0, 1)]
+    for full, r0, r1 in zip(steps[:2], *shards, strict=True):
+        assert len(r0) == len(r1) == 8 and sorted(torch.cat([r0, r1]).flatten().tolist()) == sorted(full.flatten().tolist())
+    assert not torch.equal(steps[0], SeededBatches(states, 16, seed=4).__iter__().__next__()[0])
+
+
 def test_huge_space_needs_n_samples():
     with pytest.raises(ConfigError, match="n_samples"):
         ArchDataModule(HugeChainSpace())

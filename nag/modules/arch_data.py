@@ -111,8 +111,11 @@ class ArchDataModule(L.LightningDataModule):
     def train_dataloader(self) -> SeededBatches:
         """Shuffled batches; attached to a trainer that resumed at step k, it starts at batch k."""
         trainer = self.trainer
-        start = 0 if trainer is None else int(trainer.global_step) * int(trainer.accumulate_grad_batches)
-        return SeededBatches(self.train_states, self.batch_size, self.seed, start=start)
+        if trainer is None:
+            return SeededBatches(self.train_states, self.batch_size, self.seed)
+        start = int(trainer.global_step) * int(trainer.accumulate_grad_batches)
+        batches = SeededBatches(self.train_states, self.batch_size, self.seed, start=start)
+        return batches.shard(trainer.global_rank, trainer.world_size)
 
 
 class SeededBatches:
@@ -122,7 +125,12 @@ class SeededBatches:
     ``start``: the number of batches already trained on. A resumed training (even from the middle
     of an epoch) then sees exactly the batches an uninterrupted one would. Each epoch has
     ``len(self)`` batches (the last short one is dropped when there are at least ``batch_size`` states).
+    Sharded for DDP (``shard(rank, world)``), every rank draws the same order and keeps its 1/W
+    share of each batch, as ``nag.modules.predictor.TensorBatches`` does.
     """
+
+    rank: int = 0
+    world: int = 1
 
     def __init__(self, states: Tensor, batch_size: int, seed: int = 0, start: int = 0) -> None:
         self.states = states
@@ -130,6 +138,11 @@ class SeededBatches:
         self.drop_last = len(states) >= int(batch_size)
         self.seed = int(seed)
         self._step = int(start)
+
+    def shard(self, rank: int, world: int) -> SeededBatches:
+        """Keep rank ``rank``'s share of each batch, of ``world`` ranks."""
+        self.rank, self.world = int(rank), int(world)
+        return self
 
     def __len__(self) -> int:
         n, b = len(self.states), self.batch_size
@@ -146,4 +159,5 @@ class SeededBatches:
         order = self.order(epoch)
         for b in range(first, per_epoch):
             self._step += 1
-            yield (self.states[order[b * self.batch_size : (b + 1) * self.batch_size]],)
+            idx = order[b * self.batch_size : (b + 1) * self.batch_size]
+            yield (self.states[idx[self.rank :: self.world]],)
