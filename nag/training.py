@@ -178,6 +178,14 @@ def train_eval_model(
     }
 
 
+def train_eval(space: Any, arch: Any, task: Any, budget: Any = None, seed: int = 0, **kwargs: Any) -> dict[str, float]:
+    """Really train ``arch`` of ``space`` on ``task`` (``space.train_eval``); see ``train_eval_model``.
+
+    A module-level function, so that an executor can send it to a worker by name.
+    """
+    return space.train_eval(arch, task, budget=budget, seed=seed, **kwargs)
+
+
 def _loader(dataset: Dataset, batch_size: int, shuffle: bool, seed: int) -> DataLoader:
     generator = torch.Generator().manual_seed(seed) if shuffle else None
     return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, generator=generator, num_workers=0)
