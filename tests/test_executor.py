@@ -12,7 +12,8 @@ import pytest
 from nag.errors import ConfigError, UnknownNameError
 from nag.executor import Job, LocalExecutor, build_executor, fill_rows, list_executors
 from nag.io import RowStore, read_jsonl
-from nag.search import TableEvaluator, TrainEvalEvaluator, build_method, run_search
+from nag.evaluation import TableEvaluator, TrainEvalEvaluator
+from nag.search import build_method, run_search
 from nag.spaces import get_space
 
 from test_cli import assert_usage_error, nag_run
@@ -112,7 +113,7 @@ def test_fill_rows_runs_only_missing_keys_and_writes_each_once(tmp_path):
 
 
 def test_train_eval_evaluator_reads_finished_trainings_back_instead_of_retraining(tmp_path, monkeypatch):
-    import nag.training
+    import nag.evaluation.evaluators
 
     calls = []
 
@@ -120,7 +121,7 @@ def test_train_eval_evaluator_reads_finished_trainings_back_instead_of_retrainin
         calls.append(space.format(arch))
         return {"val_acc": float(len(calls)), "test_acc": 50.0, "wall_s": 0.1, "train_loss": float("nan")}
 
-    monkeypatch.setattr(nag.training, "train_eval", fake_train_eval)
+    monkeypatch.setattr(nag.evaluation.evaluators, "train_eval", fake_train_eval)
     archs = SPACE.sample(3, 0)
     store = RowStore(tmp_path / "evaluations.jsonl", "arch")
     first = TrainEvalEvaluator(SPACE, task=None, seed=0, store=store)

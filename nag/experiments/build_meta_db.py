@@ -18,10 +18,10 @@ from pathlib import Path
 import numpy as np
 from omegaconf import DictConfig
 
+from nag.evaluation import train_eval
 from nag.executor import Job, build_executor, fill_rows
 from nag.experiments import build_budget, build_space, distinct_sample, experiment, plain, positive_int, run_dir
 from nag.meta import MetaDatabase, meta_task_specs
-from nag.training import train_eval
 from nag.wandb_utils import log_metrics
 
 

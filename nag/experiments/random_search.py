@@ -25,10 +25,11 @@ from __future__ import annotations
 
 from omegaconf import DictConfig
 
+from nag.evaluation import TrainEvalEvaluator
 from nag.executor import build_executor
 from nag.experiments import build_budget, build_space, build_task, distinct_sample, experiment, positive_int, run_dir
 from nag.io import RowStore, append_jsonl, read_jsonl
-from nag.search import SearchContext, TrainEvalEvaluator, build_method, run_search
+from nag.search import SearchContext, build_method, run_search
 from nag.wandb_utils import log_metrics
 
 HISTORY = "history.jsonl"

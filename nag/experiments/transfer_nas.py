@@ -29,13 +29,13 @@ from scipy.stats import spearmanr
 from tqdm import tqdm
 
 from nag.errors import MissingDataError
+from nag.evaluation import train_eval
 from nag.executor import Job, build_executor
 from nag.experiments import build_budget, build_space, build_task, distinct_sample, experiment, plain, run_dir
 from nag.experiments.generate import build_sampler, load_configured_prior
 from nag.experiments.train_meta_predictor import ASSETS
 from nag.io import RowStore
 from nag.meta.features import build_extractor
-from nag.training import train_eval
 from nag.wandb_utils import log_metrics
 
 HISTORY = "history.jsonl"

@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 from nag.errors import ConfigError
+from nag.evaluation.training import TrainBudget, train_eval
 from nag.executor import Executor, Job, LocalExecutor
 from nag.io import RowStore
 from nag.registry import Registry
@@ -140,7 +141,7 @@ class TableEvaluator(Evaluator):
 
     @classmethod
     def from_config(cls, space: SearchSpace, cfg: Any) -> "TableEvaluator":
-        from nag.benchmarks.table import BenchmarkTable
+        from nag.tables.table import BenchmarkTable
 
         bench = cfg.get("benchmark") or {}
         if not bench.get("path"):
@@ -154,9 +155,9 @@ class TableEvaluator(Evaluator):
 
 @EVALUATORS.register("train_eval")
 class TrainEvalEvaluator(Evaluator):
-    """Really train each arch on ``task`` (``train_eval``, seed ``seed`` for every arch); the
-    objective is ``metric``. Every number train_eval returns (test accuracy, wall time, params)
-    is kept in ``info[arch]``.
+    """Really train each arch on ``task`` (``nag.evaluation.train_eval``, seed ``seed`` for every
+    arch); the objective is ``metric``. Every number train_eval returns (test accuracy, wall time,
+    params) is kept in ``info[arch]``.
 
     The trainings run on ``executor`` (default: one after another in this process); the archs
     of one ``evaluate_many`` call are in flight together. With ``store`` (a ``RowStore`` keyed
@@ -189,8 +190,6 @@ class TrainEvalEvaluator(Evaluator):
         return self._evaluate_many([arch])[0]
 
     def _evaluate_many(self, archs: Sequence[Arch]) -> list[tuple[float, dict[str, float]]]:
-        from nag.training import train_eval
-
         if self._known is None:
             self._known = self.store.by_key() if self.store is not None else {}
         names = [self.space.format(a) for a in archs]
@@ -220,9 +219,12 @@ class TrainEvalEvaluator(Evaluator):
     def from_config(
         cls, space: SearchSpace, cfg: Any, executor: Executor | None = None, store: RowStore | None = None
     ) -> "TrainEvalEvaluator":
-        from nag.experiments import build_budget, build_task
+        from nag.data import get_task
 
-        return cls(space, build_task(cfg), build_budget(cfg, "train"), seed=int(cfg.get("seed", 0)),
+        task = dict(cfg.get("task") or {})
+        if "name" not in task:
+            raise ConfigError("evaluator=train_eval needs a task: task=<name> (e.g. task=digits)")
+        return cls(space, get_task(**task), TrainBudget.from_any(cfg.get("train")), seed=int(cfg.get("seed", 0)),
                    executor=executor, store=store)
 
 
