@@ -18,6 +18,7 @@ the caller as itself.
 """
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 import os
@@ -155,7 +156,8 @@ class RayExecutor(Executor):
         queue = iter(jobs)
         first = next(queue, None)
         if first is None:
-            return
+            return  # nothing to do: no runtime is started
+        queue = itertools.chain([first], queue)
         self._ensure_runtime()
         ray = self.ray
         if self._task is None:
@@ -166,21 +168,19 @@ class RayExecutor(Executor):
         limit = self.num_workers or sys.maxsize
         pending: dict[Any, Job] = {}
 
-        def submit(job: Job) -> None:
-            pending[self._task.remote(job.fn, threads, *job.args, **job.kwargs)] = job
+        def fill() -> None:
+            while len(pending) < limit and (job := next(queue, None)) is not None:
+                pending[self._task.remote(job.fn, threads, *job.args, **job.kwargs)] = job
 
-        submit(first)
+        fill()
         try:
             while pending:
-                while len(pending) < limit and (job := next(queue, None)) is not None:
-                    submit(job)
                 if self._reaper is not None:
-                    self._reaper.watch_new()  # workers Ray started for these jobs
+                    self._reaper.watch_new()  # the workers Ray started for these jobs
                 [ref], _ = ray.wait(list(pending), num_returns=1)
                 job = pending.pop(ref)
                 result = self._result(ref, job)
-                while len(pending) < limit and (nxt := next(queue, None)) is not None:
-                    submit(nxt)  # keep the workers busy while the caller writes the row
+                fill()  # keep the workers busy while the caller writes the row
                 yield job, result
         finally:
             for ref in pending:  # the caller stopped early or a job failed: drop the rest
