@@ -2,6 +2,7 @@
 
     python benchmarks/executor_throughput.py                          # 6 tasks x 20 archs, 2 Ray workers
     python benchmarks/executor_throughput.py --n-tasks 2 --archs-per-task 4 --epochs 1 --order ray local
+    python benchmarks/executor_throughput.py --order local ray ray local     # ABBA: cancels a drifting load
 
 Each executor runs the real command line (``python -m nag.run experiment=build_meta_db ...``)
 into a fresh row file, with one torch thread per evaluation (OMP_NUM_THREADS=NAG_NUM_THREADS=1,
@@ -9,16 +10,19 @@ executor.num_cpus=1). The script watches the row file and prints, per executor:
 
 - ``rows/min`` end to end: rows / the command's whole wall time (Python start, Ray start and stop included);
 - ``rows/min`` steady: rows after the first / the time from the first row to the last;
+- CPU seconds per row (the command and everything it started, Ray included): how much work a
+  row costs, whatever share of the machine the run got;
 - the 1-minute load average before and after (other processes on the machine skew the figures).
 
-It ends with the ratios ray / local and checks that both files hold the same (task, arch) pairs
-with the same val_acc.
+It ends with the ratios ray / local (over all runs of each, when ``--order`` repeats them) and
+checks that every file holds the same (task, arch) pairs with the same val_acc.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -28,18 +32,19 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 
 
-def run(executor: str, args: argparse.Namespace, folder: Path) -> dict:
-    rows_file = folder / f"{executor}.jsonl"
+def run(executor: str, args: argparse.Namespace, folder: Path, i: int) -> dict:
+    rows_file = folder / f"{executor}_{i}.jsonl"
     cmd = [
         sys.executable, "-m", "nag.run", "experiment=build_meta_db", f"meta_db.n_tasks={args.n_tasks}",
         f"meta_db.archs_per_task={args.archs_per_task}", f"train.epochs={args.epochs}", f"space.C={args.C}",
-        f"space.N={args.N}", f"executor={executor}", f"meta_db.path={rows_file}", f"hydra.run.dir={folder / executor}",
+        f"space.N={args.N}", f"executor={executor}", f"meta_db.path={rows_file}", f"hydra.run.dir={folder / f'{executor}_{i}'}",
     ]
     if executor == "ray":
         cmd += [f"executor.num_workers={args.workers}", "executor.num_cpus=1"]
     env = {**os.environ, "WANDB_MODE": "disabled", "OMP_NUM_THREADS": "1", "NAG_NUM_THREADS": "1",
            "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
     load_before = os.getloadavg()[0]
+    cpu_before = _children_cpu()
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, cwd=folder, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     stamps: list[float] = []  # when each row appeared in the file
@@ -49,6 +54,7 @@ def run(executor: str, args: argparse.Namespace, folder: Path) -> dict:
         time.sleep(0.1)
     out, err = proc.communicate()
     wall = time.perf_counter() - start
+    cpu = _children_cpu() - cpu_before
     if proc.returncode != 0:
         sys.exit(f"{executor} run failed ({proc.returncode}):\n{err[-3000:]}")
     n = _count(rows_file)
@@ -57,7 +63,14 @@ def run(executor: str, args: argparse.Namespace, folder: Path) -> dict:
     results = json.loads(out[out.index("{"): out.rindex("}") + 1])
     return {"rows": n, "wall_s": wall, "first_row_s": stamps[0] if stamps else float("nan"),
             "per_min": n / wall * 60, "steady_per_min": steady, "experiment_wall_s": results["wall_s"],
+            "cpu_per_row": cpu / max(n, 1), "steady_span_s": stamps[-1] - stamps[0] if stamps else float("nan"),
             "load_before": load_before, "load_after": os.getloadavg()[0], "file": rows_file}
+
+
+def _children_cpu() -> float:
+    """CPU seconds of every finished child (and, through them, grandchild: Ray's processes)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def _count(path: Path) -> int:
@@ -88,20 +101,25 @@ def main(argv: list[str] | None = None) -> None:
         n = args.n_tasks * args.archs_per_task
         print(f"build_meta_db: {args.n_tasks} tasks x {args.archs_per_task} archs = {n} rows, train.epochs={args.epochs}, "
               f"space C={args.C} N={args.N}; {os.cpu_count()} CPUs; one torch thread per evaluation")
-        figures = {}
-        for executor in args.order:
-            r = figures[executor] = run(executor, args, folder)
+        figures: dict[str, list[dict]] = {}
+        for i, executor in enumerate(args.order):
+            r = run(executor, args, folder, i)
+            figures.setdefault(executor, []).append(r)
             label = executor if executor == "local" else f"ray x{args.workers}"
             print(f"  {label:<8} {r['rows']:>4} rows  wall {r['wall_s']:7.1f} s  first row at {r['first_row_s']:6.1f} s  "
                   f"rows/min end to end {r['per_min']:6.1f}  steady {r['steady_per_min']:6.1f}  "
-                  f"load {r['load_before']:.1f} -> {r['load_after']:.1f}", flush=True)
+                  f"CPU s/row {r['cpu_per_row']:.2f}  load {r['load_before']:.1f} -> {r['load_after']:.1f}", flush=True)
         if {"local", "ray"} <= set(figures):
-            loc, ray = figures["local"], figures["ray"]
-            print(f"ratio ray/local: end to end {ray['per_min'] / loc['per_min']:.2f}, steady "
-                  f"{ray['steady_per_min'] / loc['steady_per_min']:.2f} (goal: >= 1.7 end to end)")
-            same = rows_of(loc["file"]) == rows_of(ray["file"])
-            print(f"same (task, arch) pairs and val_acc in both files: {same}")
+            def rate(runs: list[dict], steady: bool = False) -> float:
+                if steady:
+                    return sum(r["rows"] - 1 for r in runs) / sum(r["steady_span_s"] for r in runs) * 60
+                return sum(r["rows"] for r in runs) / sum(r["wall_s"] for r in runs) * 60
 
+            loc, ray = figures["local"], figures["ray"]
+            print(f"ratio ray/local: end to end {rate(ray) / rate(loc):.2f}, steady "
+                  f"{rate(ray, True) / rate(loc, True):.2f} (goal: >= 1.7 end to end)")
+            files = [rows_of(r["file"]) for runs in figures.values() for r in runs]
+            print(f"same (task, arch) pairs and val_acc in every file: {all(f == files[0] for f in files)}")
 
 if __name__ == "__main__":
     main()
