@@ -1,6 +1,6 @@
 """build_meta_db rows per minute: executor=local against executor=ray, on the same work, in one run.
 
-    python benchmarks/executor_throughput.py                          # 6 tasks x 20 archs, 2 Ray workers
+    python benchmarks/executor_throughput.py          # build_meta_db's own defaults: 20 tasks x 20 archs, 2 Ray workers
     python benchmarks/executor_throughput.py --n-tasks 2 --archs-per-task 4 --epochs 1 --order ray local
     python benchmarks/executor_throughput.py --order local ray ray local     # ABBA: cancels a drifting load
 
@@ -10,8 +10,8 @@ executor.num_cpus=1). The script watches the row file and prints, per executor:
 
 - ``rows/min`` end to end: rows / the command's whole wall time (Python start, Ray start and stop included);
 - ``rows/min`` steady: rows after the first / the time from the first row to the last;
-- CPU seconds per row (the command and everything it started, Ray included): how much work a
-  row costs, whatever share of the machine the run got;
+- CPU seconds per row (the command and every process under it, Ray's included, sampled from
+  /proc): how much work a row costs, whatever share of the machine the run got;
 - the 1-minute load average before and after (other processes on the machine skew the figures).
 
 It ends with the ratios ray / local (over all runs of each, when ``--order`` repeats them) and
@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -44,17 +43,17 @@ def run(executor: str, args: argparse.Namespace, folder: Path, i: int) -> dict:
     env = {**os.environ, "WANDB_MODE": "disabled", "OMP_NUM_THREADS": "1", "NAG_NUM_THREADS": "1",
            "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
     load_before = os.getloadavg()[0]
-    cpu_before = _children_cpu()
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, cwd=folder, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     stamps: list[float] = []  # when each row appeared in the file
+    cpu: dict[tuple[int, str], float] = {}  # (pid, start time) -> CPU seconds last seen, over the run's process tree
     while proc.poll() is None:
         n = _count(rows_file)
         stamps += [time.perf_counter() - start] * (n - len(stamps))
+        cpu.update(_tree_cpu(proc.pid))
         time.sleep(0.1)
     out, err = proc.communicate()
     wall = time.perf_counter() - start
-    cpu = _children_cpu() - cpu_before
     if proc.returncode != 0:
         sys.exit(f"{executor} run failed ({proc.returncode}):\n{err[-3000:]}")
     n = _count(rows_file)
@@ -63,14 +62,31 @@ def run(executor: str, args: argparse.Namespace, folder: Path, i: int) -> dict:
     results = json.loads(out[out.index("{"): out.rindex("}") + 1])
     return {"rows": n, "wall_s": wall, "first_row_s": stamps[0] if stamps else float("nan"),
             "per_min": n / wall * 60, "steady_per_min": steady, "experiment_wall_s": results["wall_s"],
-            "cpu_per_row": cpu / max(n, 1), "steady_span_s": stamps[-1] - stamps[0] if stamps else float("nan"),
+            "cpu_per_row": sum(cpu.values()) / max(n, 1), "steady_span_s": stamps[-1] - stamps[0] if stamps else float("nan"),
             "load_before": load_before, "load_after": os.getloadavg()[0], "file": rows_file}
 
 
-def _children_cpu() -> float:
-    """CPU seconds of every finished child (and, through them, grandchild: Ray's processes)."""
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
+def _tree_cpu(root: int) -> dict[tuple[int, str], float]:
+    """CPU seconds so far of ``root`` and every live descendant (Ray's processes too), from /proc."""
+    stats: dict[int, list[str]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    stats[int(entry)] = f.read().rsplit(")", 1)[1].split()
+            except (OSError, IndexError):
+                pass
+    children: dict[int, list[int]] = {}
+    for pid, fields in stats.items():
+        children.setdefault(int(fields[1]), []).append(pid)
+    out, stack, tick = {}, [root], os.sysconf("SC_CLK_TCK")
+    while stack:
+        pid = stack.pop()
+        if pid in stats:
+            fields = stats[pid]
+            out[(pid, fields[19])] = (int(fields[11]) + int(fields[12])) / tick
+        stack += children.get(pid, [])
+    return out
 
 
 def _count(path: Path) -> int:
@@ -86,8 +102,8 @@ def rows_of(path: Path) -> dict:
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--n-tasks", type=int, default=6)
-    p.add_argument("--archs-per-task", type=int, default=20)
+    p.add_argument("--n-tasks", type=int, default=20, help="meta_db.n_tasks (build_meta_db's default)")
+    p.add_argument("--archs-per-task", type=int, default=20, help="meta_db.archs_per_task (build_meta_db's default)")
     p.add_argument("--epochs", type=int, default=2, help="train.epochs of every evaluation (build_meta_db's default)")
     p.add_argument("--C", type=int, default=8, help="space.C (build_meta_db's default)")
     p.add_argument("--N", type=int, default=1, help="space.N (build_meta_db's default)")

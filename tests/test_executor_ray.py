@@ -288,7 +288,9 @@ def test_random_search_transfer_nas_and_trained_accuracies_give_the_rows_of_loca
         return out
 
     def same(a: list[dict], b: list[dict], drop: tuple[str, ...]) -> bool:
-        strip = lambda rows: sorted(json.dumps({k: v for k, v in r.items() if k not in drop}, sort_keys=True) for r in rows)  # noqa: E731
+        def strip(rows: list[dict]) -> list[str]:
+            return sorted(json.dumps({k: v for k, v in r.items() if k not in drop}, sort_keys=True) for r in rows)
+
         return strip(a) == strip(b)
 
     before = _descendants(os.getpid())

@@ -167,7 +167,9 @@ def measure_accuracies(
     return _fill_rows(space, archs, path, done, ctx, jobs, executor, "training", progress)
 
 
-def _trained_row(space: SearchSpace, arch: Arch, task: Any, budget: Any, seed: int, cost_metrics: Sequence[str]) -> dict[str, Any]:
+def _trained_row(
+    space: SearchSpace, arch: Arch, task: Any, budget: Any, seed: int, cost_metrics: Sequence[str]
+) -> dict[str, Any]:
     """The measured part of a ``measure_accuracies`` row (runs where the executor puts it)."""
     out = train_eval(space, arch, task, budget=budget, seed=seed)
     row: dict[str, Any] = {m: float(out[m]) for m in TRAIN_METRICS}
@@ -206,7 +208,8 @@ def _fill_rows(
         row = done[job.key] = {"arch": job.key, **measured, "context": dict(ctx)}
         return row
 
-    fill_rows(RowStore(path, "arch"), jobs(todo) if todo else [], executor, row_of, desc=desc, progress=progress and bool(todo))
+    fill_rows(RowStore(path, "arch"), jobs(todo) if todo else [], executor, row_of, desc=desc,
+              progress=progress and bool(todo))
     return [done[name] for name in names]
 
 

@@ -101,7 +101,8 @@ def transfer_nas(cfg: DictConfig) -> dict:
         for group, plan_name, arch in plan:
             if plan_name == name and (group, name) not in store:
                 pred = float(predictor.predict_archs([arch], t=0.0)[0][0, 0])
-                row = {"group": group, "arch": name, "predicted": pred, **{x: metrics[x] for x in ("val_acc", "test_acc", "wall_s")}}
+                row = {"group": group, "arch": name, "predicted": pred,
+                       **{x: metrics[x] for x in ("val_acc", "test_acc", "wall_s")}}
                 store.append(row)
                 log_metrics({f"{group}_val_acc": row["val_acc"], f"{group}_test_acc": row["test_acc"]})
 
