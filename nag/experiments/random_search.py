@@ -8,7 +8,7 @@ influences the choice.
 
 Files in the run folder:
   - ``history.jsonl``: one row per evaluated architecture (``i``, ``arch``, ``val_acc``,
-    ``test_acc``, ``wall_s``, ``params_M``), appended (one fsynced line) as soon as it is done;
+    ``test_acc``, ``wall_s``, ``params_M``), appended (one fsynced line) after its round;
   - ``search_state.json``: the loop's state (history and generator), replaced atomically
     after every round;
   - ``evaluations.jsonl``: every training, written as soon as it finishes (``RowStore`` by arch).
