@@ -50,3 +50,7 @@ class IncompatibleComponentsError(NagError, ValueError):
 
 class NotFiniteSpaceError(NagError, TypeError):
     """enumerate() on a space too large to list."""
+
+
+class EvaluationError(NagError, RuntimeError):
+    """An evaluation that could not finish, e.g. its worker died on every try."""

@@ -2,7 +2,9 @@
 
 Whole files are written to a temporary file in the same folder, flushed to disk, then moved
 over the target with ``os.replace`` (atomic on POSIX and Windows). Logs of rows use JSON Lines
-with one ``write`` + ``fsync`` per row; ``read_jsonl`` skips a torn last line.
+with one ``write`` + ``fsync`` per row; ``read_jsonl`` skips a torn last line. ``RowStore`` is
+such a log keyed by some of its fields: each key is written once, so a resumed run neither loses
+nor doubles a row.
 
 Distributed jobs (DDP, SLURM, torchrun): every rank runs the same code, and only rank zero
 writes (``nag.distributed``); on the other ranks these functions return without touching disk,
@@ -157,6 +159,77 @@ def read_jsonl(path: PathLike, missing_ok: bool = False) -> list[Any]:
             if i != last:
                 warnings.warn(f"{target}:{i + 1}: skipped an unreadable line (torn by an earlier crash?)", stacklevel=2)
     return rows
+
+
+RowKey = Any  # one field's value, or a tuple of the key fields' values
+
+
+class RowStore:
+    """A JSON Lines file of rows, at most one per key (the values of the ``key`` fields).
+
+    ``append`` writes a row with one fsynced line (``append_jsonl``) unless its key is already
+    there; reading keeps the first row of each key and skips a torn last line, so a writer
+    killed at any moment leaves a file that a rerun completes without doubling a row. One
+    process writes a store (the driver of a run); the keys written are remembered in memory.
+
+    Args:
+        path: the ``.jsonl`` file (created on the first append).
+        key: the field, or fields, that identify a row, e.g. ``("task", "arch")``.
+    """
+
+    def __init__(self, path: PathLike, key: str | tuple[str, ...]) -> None:
+        self.path = Path(path)
+        self.key = key
+        self._keys: set[RowKey] | None = None
+
+    def key_of(self, row: Mapping[str, Any]) -> RowKey:
+        """The key of ``row``: one value for a single key field, else a tuple of values."""
+        try:
+            if isinstance(self.key, str):
+                return _hashable(row[self.key])
+            return tuple(_hashable(row[k]) for k in self.key)
+        except KeyError as exc:
+            raise KeyError(f"a row of {self.path} has no key field {exc.args[0]!r} (key: {self.key})") from None
+
+    def rows(self) -> list[dict[str, Any]]:
+        """The rows in file order, the first of each key only; [] when there is no file yet."""
+        out, seen = [], set()
+        for row in read_jsonl(self.path, missing_ok=True):
+            k = self.key_of(row)
+            if k not in seen:
+                seen.add(k)
+                out.append(row)
+        self._keys = seen
+        return out
+
+    def by_key(self) -> dict[RowKey, dict[str, Any]]:
+        return {self.key_of(r): r for r in self.rows()}
+
+    def keys(self) -> set[RowKey]:
+        if self._keys is None:
+            self.rows()
+        return set(self._keys or ())
+
+    def __contains__(self, key: RowKey) -> bool:
+        if self._keys is None:
+            self.rows()
+        return key in self._keys  # type: ignore[operator]
+
+    def __len__(self) -> int:
+        return len(self.keys())
+
+    def append(self, row: Mapping[str, Any]) -> bool:
+        """Write ``row`` unless a row with its key is there; True when it was written."""
+        key = self.key_of(row)
+        if key in self:
+            return False
+        append_jsonl(self.path, row)
+        self._keys.add(key)  # type: ignore[union-attr]
+        return True
+
+
+def _hashable(value: Any) -> Any:
+    return tuple(_hashable(v) for v in value) if isinstance(value, list) else value
 
 
 def _file_mode(target: Path) -> int:

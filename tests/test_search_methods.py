@@ -283,7 +283,10 @@ def test_acquisition_objective_is_differentiable_and_noise_aware(table):
 def test_bo_q_evaluates_q_archs_per_round(table):
     res = run_search(build_method("bananas", SPACE, {**FAST_BO, "q": 3, "n_init": 4}), TableEvaluator(table, C10),
                      budget=13, seed=0)
-    assert res.n_queries == 13 and res.rounds == 4 + 3
+    assert res.n_queries == 13 and res.rounds == 2 + 3  # n_init 4 = 3 + 1, then 9 = 3 x 3
+    one = run_search(build_method("bananas", SPACE, {**FAST_BO, "q": 1, "n_init": 4}), TableEvaluator(table, C10),
+                     budget=4, seed=0)
+    assert [q.arch for q in res.history[:4]] == [q.arch for q in one.history]  # the same random start, q at a time
 
 
 def test_guided_pool_prefers_what_the_surrogate_prefers(table):

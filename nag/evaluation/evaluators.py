@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 from nag.errors import ConfigError, MissingDataError
 from nag.evaluation.training import TrainBudget, train_eval
+from nag.executor import Executor, Job, LocalExecutor
+from nag.io import RowStore
 from nag.registry import Registry
 from nag.spaces.base import Arch, SearchSpace
 
@@ -67,6 +69,19 @@ class Evaluator(ABC):
         value, info = self._evaluate(arch)
         self.record(arch, float(value), info)
         return self._values[arch]
+
+    def evaluate_many(self, archs: Sequence[Arch]) -> list[float]:
+        """Objectives of ``archs``, in order. The new ones may be evaluated at once (in parallel,
+        see ``_evaluate_many``) and are recorded in the order given, whatever order they finish in."""
+        new = [a for a in dict.fromkeys(archs) if a not in self._values]
+        if new:
+            for arch, (value, info) in zip(new, self._evaluate_many(new)):
+                self.record(arch, float(value), info)
+        return [self._values[a] for a in archs]
+
+    def _evaluate_many(self, archs: Sequence[Arch]) -> list[tuple[float, dict[str, float]]]:
+        """``_evaluate`` of each new arch; evaluators that can run several at once override it."""
+        return [self._evaluate(a) for a in archs]
 
     def record(self, arch: Arch, value: float, info: Mapping[str, float] | None = None) -> Query:
         """Add an already known result (used when resuming a search)."""
@@ -140,41 +155,89 @@ class TableEvaluator(Evaluator):
 
 @EVALUATORS.register("train_eval")
 class TrainEvalEvaluator(Evaluator):
-    """Really train each arch on ``task`` (``nag.evaluation.train_eval``); the objective is ``metric``.
+    """Really train each arch on ``task`` (``nag.evaluation.train_eval``, seed ``seed`` for every
+    arch); the objective is ``metric``. Every number train_eval returns (test accuracy, wall time,
+    params) is kept in ``info[arch]``.
 
-    Every number train_eval returns (test accuracy, wall time, params) is kept in ``info[arch]``.
+    The trainings run on ``executor`` (default: one after another in this process); the archs
+    of one ``evaluate_many`` call are in flight together. With ``store`` (a ``RowStore`` keyed
+    by ``arch``) each training is written as soon as it finishes and read back instead of
+    retrained, so a search killed mid-round loses no finished training.
     """
 
-    def __init__(self, space: SearchSpace, task: Any, budget: Any = None, seed: int = 0, metric: str = "val_acc"):
+    def __init__(
+        self,
+        space: SearchSpace,
+        task: Any,
+        budget: Any = None,
+        seed: int = 0,
+        metric: str = "val_acc",
+        executor: Executor | None = None,
+        store: RowStore | None = None,
+    ):
         super().__init__()
         self.space = space
         self.task = task
         self.budget = budget
         self.seed = seed
         self.metric = metric
+        self.executor = executor if executor is not None else LocalExecutor()
+        self.store = store
+        self._shared: tuple[Any, Any] | None = None  # (space, task) handles of the executor
+        self._known: dict[str, dict[str, Any]] | None = None  # arch string -> row, from the store
 
     def _evaluate(self, arch: Arch) -> tuple[float, dict[str, float]]:
-        metrics = train_eval(self.space, arch, self.task, budget=self.budget, seed=self.seed)
-        if self.metric not in metrics:
-            raise ConfigError(
-                f"train_eval returned no {self.metric!r}; it returns: {', '.join(sorted(metrics))}"
-            )
-        info = {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float))}
-        return float(metrics[self.metric]), info
+        return self._evaluate_many([arch])[0]
+
+    def _evaluate_many(self, archs: Sequence[Arch]) -> list[tuple[float, dict[str, float]]]:
+        if self._known is None:
+            self._known = self.store.by_key() if self.store is not None else {}
+        names = [self.space.format(a) for a in archs]
+        todo = [(n, a) for n, a in zip(names, archs) if n not in self._known]
+        jobs = []
+        if todo:
+            if self._shared is None:
+                self._shared = (self.executor.share(self.space), self.executor.share(self.task))
+            space, task = self._shared
+            jobs = [Job(n, train_eval, (space, a, task, self.budget, self.seed)) for n, a in todo]
+        for job, metrics in self.executor.run(jobs):
+            if self.metric not in metrics:
+                raise ConfigError(f"train_eval returned no {self.metric!r}; it returns: {', '.join(sorted(metrics))}")
+            row = {"arch": job.key, **{k: v for k, v in metrics.items() if isinstance(v, (int, float))}}
+            if self.store is not None:
+                self.store.append(row)
+            self._known[job.key] = row
+        out = []
+        for name in names:
+            info = {k: math.nan if v is None else float(v) for k, v in self._known[name].items() if k != "arch"}
+            if self.metric not in info:
+                raise ConfigError(f"the stored evaluation of {name} has no {self.metric!r}; it has: {', '.join(sorted(info))}")
+            out.append((info[self.metric], info))
+        return out
 
     @classmethod
-    def from_config(cls, space: SearchSpace, cfg: Any) -> "TrainEvalEvaluator":
+    def from_config(
+        cls, space: SearchSpace, cfg: Any, executor: Executor | None = None, store: RowStore | None = None
+    ) -> "TrainEvalEvaluator":
         from nag.data import get_task
 
         task = dict(cfg.get("task") or {})
         if "name" not in task:
             raise ConfigError("evaluator=train_eval needs a task: task=<name> (e.g. task=digits)")
-        return cls(space, get_task(**task), TrainBudget.from_any(cfg.get("train")), seed=int(cfg.get("seed", 0)))
+        return cls(space, get_task(**task), TrainBudget.from_any(cfg.get("train")), seed=int(cfg.get("seed", 0)),
+                   executor=executor, store=store)
 
 
-def build_evaluator(name: str, space: SearchSpace, cfg: Any) -> Evaluator:
-    """The evaluator registered as ``name``, built from an experiment config."""
-    return EVALUATORS.get(name).from_config(space, cfg)
+def build_evaluator(name: str, space: SearchSpace, cfg: Any, **runtime: Any) -> Evaluator:
+    """The evaluator registered as ``name``, built from an experiment config.
+
+    ``runtime`` (``executor``, ``store``) goes to the evaluators whose ``from_config`` takes it.
+    """
+    import inspect
+
+    from_config = EVALUATORS.get(name).from_config
+    params = inspect.signature(from_config).parameters
+    return from_config(space, cfg, **{k: v for k, v in runtime.items() if k in params and v is not None})
 
 
 def list_evaluators(pattern: str = "*") -> list[str]:

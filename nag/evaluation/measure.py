@@ -14,7 +14,8 @@ contract) and ``latency_ms`` from ``LatencyMeter`` (nag.evaluation.latency).
 Training (``measure_accuracies``): the same resumable JSON Lines file, each row an arch really
 trained on a task by ``nag.evaluation.train_eval`` (``val_acc``, ``test_acc``, ``train_loss``,
 ``train_s``) plus its exact ``params_M`` / ``flops_M``; the context is the task, budget and
-training seed.
+training seed. Trainings may run in parallel on an executor (``nag.executor``); latency is always
+measured serially in this process (see ``measure_costs``).
 """
 from __future__ import annotations
 
@@ -29,7 +30,8 @@ import torch
 from nag.errors import ConfigError, MissingDataError
 from nag.evaluation.latency import LatencyMeter, Timing
 from nag.evaluation.training import TrainBudget, train_eval
-from nag.io import append_jsonl, read_jsonl
+from nag.executor import Executor, Job, LocalExecutor, fill_rows
+from nag.io import RowStore, read_jsonl
 from nag.spaces.base import Arch, SearchSpace
 
 
@@ -93,6 +95,9 @@ def measure_costs(
     reference's ``reference_ms`` of the session that measured them. Raises ConfigError when the
     file's rows were measured under another context or lack one of ``metrics``.
     """
+    # Serial, in this process, on purpose (no executor): a latency is a property of the machine
+    # that times it, and evaluations running beside it would share its cores and time each other
+    # (the paired reference cancels slow drifts of load, not a neighbour busy within a pair).
     metrics = check_metrics(metrics)
     ctx = measure_context(space, timing, context)
     path = Path(path)
@@ -113,7 +118,8 @@ def measure_costs(
             row["reference_ms"] = meter.meter.reference_ms
         return row
 
-    return _fill_rows(space, archs, path, done, ctx, measure, f"measuring {', '.join(metrics)}", progress)
+    jobs = lambda todo: [Job(name, measure, (arch,)) for name, arch in todo]  # noqa: E731
+    return _fill_rows(space, archs, path, done, ctx, jobs, LocalExecutor(), f"measuring {', '.join(metrics)}", progress)
 
 
 # train_eval's numbers kept in a row of ``measure_accuracies`` (``wall_s`` is kept as ``train_s``)
@@ -130,14 +136,16 @@ def measure_accuracies(
     metrics: Sequence[str] = ("val_acc", "test_acc", "flops_M", "params_M"),
     context: Mapping[str, Any] | None = None,
     progress: bool = True,
+    executor: Executor | None = None,
 ) -> list[dict[str, Any]]:
     """Really train each arch (``nag.evaluation.train_eval`` on ``task``) into the JSONL file ``path`` (resumable).
 
     A row holds ``TRAIN_METRICS`` (accuracies in %), ``train_s`` and the requested ``params_M`` /
     ``flops_M`` (``space.cost``: the network ``build(arch, None)``, not the one trained on ``task``),
-    like ``measure_costs``: appended and fsynced per arch, archs already in the file are not trained
-    again, and a file written under another ``context`` (budget, training seed, task, ...) is refused.
-    Returns the rows of ``archs``.
+    like ``measure_costs``: appended and fsynced per arch as it finishes, archs already in the file
+    are not trained again, and a file written under another ``context`` (budget, training seed,
+    task, ...) is refused. The trainings run on ``executor`` (default: here, one after another);
+    every arch trains with ``seed``. Returns the rows of ``archs``.
     """
     metrics = list(metrics)
     cost_metrics = [m for m in metrics if m not in TRAIN_METRICS]
@@ -150,20 +158,31 @@ def measure_accuracies(
     ctx = {**dict(context or {}), "budget": budget.to_dict(), "train_seed": int(seed)}
     path = Path(path)
     done = _read_rows(path, ctx, metrics)
+    executor = executor if executor is not None else LocalExecutor()
 
-    def measure(arch: Arch) -> dict[str, Any]:
-        out = train_eval(space, arch, task, budget=budget, seed=seed)
-        row: dict[str, Any] = {m: float(out[m]) for m in TRAIN_METRICS}
-        row["train_s"] = float(out["wall_s"])
-        return {**row, **(measure_arch(space, arch, cost_metrics) if cost_metrics else {})}
+    def jobs(todo: list[tuple[str, Arch]]) -> list[Job]:
+        shared_space, shared_task = executor.share(space), executor.share(task)
+        return [Job(name, _trained_row, (shared_space, arch, shared_task, budget, seed, cost_metrics)) for name, arch in todo]
 
-    return _fill_rows(space, archs, path, done, ctx, measure, "training", progress)
+    return _fill_rows(space, archs, path, done, ctx, jobs, executor, "training", progress)
+
+
+def _trained_row(
+    space: SearchSpace, arch: Arch, task: Any, budget: Any, seed: int, cost_metrics: Sequence[str]
+) -> dict[str, Any]:
+    """The measured part of a ``measure_accuracies`` row (runs where the executor puts it)."""
+    out = train_eval(space, arch, task, budget=budget, seed=seed)
+    row: dict[str, Any] = {m: float(out[m]) for m in TRAIN_METRICS}
+    row["train_s"] = float(out["wall_s"])
+    return {**row, **(measure_arch(space, arch, cost_metrics) if cost_metrics else {})}
 
 
 def _read_rows(path: Path, ctx: Mapping[str, Any], metrics: Sequence[str]) -> dict[str, dict[str, Any]]:
     """``{arch string: row}`` of a rows file (none when it does not exist), each row checked by ``_check_row``."""
     done: dict[str, dict[str, Any]] = {}
     for row in read_jsonl(path, missing_ok=True):
+        if isinstance(row, Mapping) and row.get("arch") in done:
+            continue  # the first row of an arch counts (RowStore's rule)
         _check_row(row, ctx, metrics, path)
         done[row["arch"]] = row
     return done
@@ -175,19 +194,22 @@ def _fill_rows(
     path: Path,
     done: dict[str, dict[str, Any]],
     ctx: Mapping[str, Any],
-    measure: Callable[[Arch], dict[str, Any]],
+    jobs: Callable[[list[tuple[str, Arch]]], list[Job]],
+    executor: Executor,
     desc: str,
     progress: bool,
 ) -> list[dict[str, Any]]:
-    """Append ``{"arch", **measure(arch), "context"}`` to ``path`` for every arch not in ``done``; the rows of ``archs``."""
-    from tqdm.auto import tqdm
-
+    """Run ``jobs(todo)`` for the (name, arch) pairs not in ``done`` on ``executor``; append
+    ``{"arch", **result, "context"}`` to ``path`` as each finishes. Returns the rows of ``archs``."""
     names = [space.format(a) for a in archs]
     todo = [(name, a) for name, a in dict(zip(names, archs)).items() if name not in done]
-    for name, arch in tqdm(todo, desc=desc, disable=not progress or not todo):
-        row = {"arch": name, **measure(arch), "context": dict(ctx)}
-        append_jsonl(path, row)
-        done[name] = row
+
+    def row_of(job: Job, measured: dict[str, Any]) -> dict[str, Any]:
+        row = done[job.key] = {"arch": job.key, **measured, "context": dict(ctx)}
+        return row
+
+    fill_rows(RowStore(path, "arch"), jobs(todo) if todo else [], executor, row_of, desc=desc,
+              progress=progress and bool(todo))
     return [done[name] for name in names]
 
 

@@ -10,8 +10,14 @@ query costs: ``table`` looks the objective up in a benchmark CSV (``benchmark.pa
 returns its validation accuracy (the test accuracy is recorded, never used to choose).
 
 The budget is the number of distinct architectures queried. The run folder gets
-``history.jsonl`` (one row per query, appended as it happens) and ``search_state.json``
-(replaced atomically after every round): rerunning with the same ``hydra.run.dir`` resumes.
+``history.jsonl`` (one row per query, appended after its round), ``search_state.json``
+(replaced atomically after every round) and, with ``train_eval``, ``evaluations.jsonl`` (each
+training as soon as it finishes): rerunning with the same ``hydra.run.dir`` resumes, and
+retrains nothing that finished, even in a round cut short.
+
+With ``train_eval`` the trainings run on ``executor``; a BO round's ``bo.q`` candidates are in
+flight together and the next round waits for all of them (synchronous batches: the queries, and
+so the rows, do not depend on the executor or on which training finishes first; docs/scale.md).
 
 Results: ``best_arch``, ``best_value``, ``n_queries``, ``queries_to_best``, ``wall_s``, and
 ``best_test_acc`` (train_eval) or ``optimum``/``regret`` (table).
@@ -23,14 +29,16 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from nag.experiments import build_space, experiment, plain, positive_int, run_dir
-from nag.io import append_jsonl, read_jsonl
 from nag.evaluation import build_evaluator
+from nag.executor import build_executor
+from nag.experiments import build_space, experiment, plain, positive_int, run_dir
+from nag.io import RowStore, append_jsonl, read_jsonl
 from nag.search import SearchContext, build_method, method_settings, run_search
 from nag.wandb_utils import log_metrics
 
 HISTORY = "history.jsonl"
 STATE = "search_state.json"
+EVALUATIONS = "evaluations.jsonl"  # evaluator=train_eval: each training as soon as it finishes
 
 
 def method_overrides(cfg: DictConfig) -> dict[str, Any]:
@@ -63,8 +71,14 @@ def bo_nas(cfg: DictConfig) -> dict:
     space = build_space(cfg)
     budget = positive_int(cfg, "budget")
     seed = int(cfg.seed)
-    evaluator = build_evaluator(str(cfg.evaluator), space, cfg)
-    searcher = build_method(str(cfg.method), space, method_overrides(cfg))
+    with build_executor(cfg.get("executor")) as executor:  # Ray starts at the first training, if any
+        evaluator = build_evaluator(str(cfg.evaluator), space, cfg, executor=executor,
+                                    store=RowStore(run_dir() / EVALUATIONS, "arch"))
+        searcher = build_method(str(cfg.method), space, method_overrides(cfg))
+        return _search(cfg, space, searcher, evaluator, budget, seed, start)
+
+
+def _search(cfg: DictConfig, space: Any, searcher: Any, evaluator: Any, budget: int, seed: int, start: float) -> dict:
     history_path = run_dir() / HISTORY
     written = len(read_jsonl(history_path, missing_ok=True))
 

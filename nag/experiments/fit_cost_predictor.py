@@ -10,6 +10,8 @@
   ``train`` (``nag.evaluation.train_eval``, training seed ``train_seed``) into ``measure.path`` by
   ``nag.evaluation.measure.measure_accuracies``; targets ``val_acc`` / ``test_acc`` / ``train_loss`` (%) and
   the exact ``flops_M`` / ``params_M``. Resumable like ``measure`` (same ``n_archs`` and ``seed``).
+  The trainings run on ``executor`` (``local``, or in parallel on ``ray``); ``measure`` is always
+  serial (a latency measured beside other work would time that work too).
 - ``table``: the rows of a benchmark CSV (``benchmark.path``; ``benchmark.arch`` says how a row
   names its arch, see ``nag.tables.readers.table_arch_fn``).
 
@@ -24,6 +26,7 @@ the data, ``measure_s``, ``fit_s``, ``wall_s``.
 """
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -38,6 +41,7 @@ from nag.modules.cost_predictor import default_predictor_path, fit_cost_predicto
 from nag.tables.readers import read_table_costs
 from nag.diffusion.prior import default_prior_path, read_prior_checkpoint
 from nag.errors import ConfigError, MissingDataError
+from nag.executor import build_executor
 from nag.experiments import (
     build_budget,
     build_space,
@@ -71,6 +75,10 @@ def measured_costs(cfg: DictConfig, space: Any, targets: list[str], info: dict[s
     """``n_archs`` sampled archs measured here (``nag.evaluation.measure.measure_costs``)."""
     path, measure = rows_path(cfg)
     timing = call_with_config("measure", "timing", Timing, measure)
+    executor = (plain(cfg.get("executor")) or {}).get("name", "local")
+    if executor != "local":
+        print(f"note: executor={executor} is not used for source=measure: CPU latency is measured serially in this "
+              f"process, since evaluations beside it would share its cores (docs/scale.md)", file=sys.stderr)
     archs = space.sample(positive_int(cfg, "n_archs"), int(cfg.seed))
     rows = measure_costs(space, archs, path, check_metrics(targets), timing, context={"space": plain(cfg.space)})
     scales = {r["reference_ms"] for r in rows if "reference_ms" in r}
@@ -83,10 +91,11 @@ def trained_accuracies(cfg: DictConfig, space: Any, targets: list[str], info: di
     """``n_archs`` sampled archs really trained on ``task`` with budget ``train`` (``nag.evaluation.measure.measure_accuracies``)."""
     path, _ = rows_path(cfg)
     archs = space.sample(positive_int(cfg, "n_archs"), int(cfg.seed))
-    rows = measure_accuracies(
-        space, archs, path, build_task(cfg), build_budget(cfg, "train"), seed=int(cfg.get("train_seed") or 0),
-        metrics=targets, context={"space": plain(cfg.space), "task": plain(cfg.task)},
-    )
+    with build_executor(cfg.get("executor")) as executor:
+        rows = measure_accuracies(
+            space, archs, path, build_task(cfg), build_budget(cfg, "train"), seed=int(cfg.get("train_seed") or 0),
+            metrics=targets, context={"space": plain(cfg.space), "task": plain(cfg.task)}, executor=executor,
+        )
     info.update(measure_context=rows[0]["context"], costs_file=str(path), train_s=float(sum(r["train_s"] for r in rows)))
     return archs, row_values(rows, targets)
 

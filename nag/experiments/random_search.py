@@ -8,12 +8,15 @@ influences the choice.
 
 Files in the run folder:
   - ``history.jsonl``: one row per evaluated architecture (``i``, ``arch``, ``val_acc``,
-    ``test_acc``, ``wall_s``, ``params_M``), appended (one fsynced line) as soon as it is done;
+    ``test_acc``, ``wall_s``, ``params_M``), appended (one fsynced line) after its round;
   - ``search_state.json``: the loop's state (history and generator), replaced atomically
-    after every architecture.
+    after every round;
+  - ``evaluations.jsonl``: every training, written as soon as it finishes (``RowStore`` by arch).
+The trainings run on ``executor``: ``local`` one per round, ``ray`` as many per round as it
+has workers, in flight together. The archs drawn, and so the rows, are the same either way.
 Rerunning with the same ``hydra.run.dir`` resumes: evaluated architectures are not trained
-again, and the search continues with exactly the draws an uninterrupted run would make (a
-larger ``budget`` extends a finished search).
+again (not even those of a round cut short), and the search continues with exactly the draws
+an uninterrupted run would make (a larger ``budget`` extends a finished search).
 
 Results: ``best_arch``, ``best_val_acc``, ``best_test_acc``, ``n_evaluated``, and ``wall_s``
 (training + evaluation seconds summed over all evaluated archs, resumed ones included).
@@ -22,14 +25,16 @@ from __future__ import annotations
 
 from omegaconf import DictConfig
 
-from nag.experiments import build_budget, build_space, build_task, distinct_sample, experiment, positive_int, run_dir
-from nag.io import append_jsonl, read_jsonl
 from nag.evaluation import TrainEvalEvaluator
+from nag.executor import build_executor
+from nag.experiments import build_budget, build_space, build_task, distinct_sample, experiment, positive_int, run_dir
+from nag.io import RowStore, append_jsonl, read_jsonl
 from nag.search import SearchContext, build_method, run_search
 from nag.wandb_utils import log_metrics
 
 HISTORY = "history.jsonl"
 STATE = "search_state.json"
+EVALUATIONS = "evaluations.jsonl"
 ROW_KEYS = ("val_acc", "test_acc", "wall_s", "params_M")
 
 __all__ = ["random_search", "distinct_sample"]  # distinct_sample: re-exported for older imports
@@ -41,7 +46,13 @@ def random_search(cfg: DictConfig) -> dict:
     space = build_space(cfg)
     n = positive_int(cfg, "budget")
     seed = int(cfg.seed)
-    evaluator = TrainEvalEvaluator(space, build_task(cfg), build_budget(cfg), seed=seed, metric="val_acc")
+    with build_executor(cfg.get("executor")) as executor:
+        evaluator = TrainEvalEvaluator(space, build_task(cfg), build_budget(cfg), seed=seed, metric="val_acc",
+                                       executor=executor, store=RowStore(run_dir() / EVALUATIONS, "arch"))
+        return _search(space, evaluator, n, seed, batch=executor.slots)
+
+
+def _search(space, evaluator: TrainEvalEvaluator, n: int, seed: int, batch: int) -> dict:
     history_path = run_dir() / HISTORY
     written = len(read_jsonl(history_path, missing_ok=True))
 
@@ -55,7 +66,7 @@ def random_search(cfg: DictConfig) -> dict:
         written = len(evaluator.history)
 
     result = run_search(
-        build_method("random", space),
+        build_method("random", space, {"batch": batch}),
         evaluator,
         budget=n,
         seed=seed,

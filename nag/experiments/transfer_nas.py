@@ -8,7 +8,10 @@
 4. Train the ``top_k`` for real (``train`` budget); the best by validation accuracy is the answer.
 5. Baseline at an equal training budget, in the same run: ``top_k`` random archs.
 
-Every trained arch is appended to ``history.jsonl``; a rerun in the same folder resumes.
+The trainings of step 4-5 run on ``executor`` (``local`` or ``ray``, docs/scale.md), each with
+the run's ``seed``; an arch in both groups is trained once. Every trained arch is appended to
+``history.jsonl`` (keyed by group and arch) as soon as it finishes; a rerun in the same folder
+resumes and trains only what is missing.
 Results: ``best_arch``, ``best_val_acc``, ``best_test_acc``, ``random_best_arch``,
 ``random_best_test_acc``, ``n_trained``, ``n_candidates_unique``,
 ``predictor_spearman_on_task`` (predicted vs measured test accuracy over every arch trained in
@@ -25,12 +28,13 @@ from omegaconf import DictConfig
 from scipy.stats import spearmanr
 from tqdm import tqdm
 
-from nag.evaluation import train_eval
 from nag.errors import MissingDataError
+from nag.evaluation import train_eval
+from nag.executor import Job, build_executor
 from nag.experiments import build_budget, build_space, build_task, distinct_sample, experiment, plain, run_dir
 from nag.experiments.generate import build_sampler, load_configured_prior
 from nag.experiments.train_meta_predictor import ASSETS
-from nag.io import append_jsonl, read_jsonl
+from nag.io import RowStore
 from nag.meta.features import build_extractor
 from nag.wandb_utils import log_metrics
 
@@ -87,21 +91,35 @@ def transfer_nas(cfg: DictConfig) -> dict:
     top = [candidates[i] for i in order[:k]]
     random_archs = distinct_sample(space, k, seed=seed + 1)
 
-    # 4-5. train the top-k and the random baseline, resumably
-    path = run_dir() / HISTORY
-    done = {(r["group"], r["arch"]): r for r in read_jsonl(path, missing_ok=True)}
-    plan = [("guided", a) for a in top] + [("random", a) for a in random_archs]
-    rows = []
-    for group, arch in tqdm(plan, desc="transfer_nas: train", unit="arch", disable=None):
-        name = space.format(arch)
-        row = done.get((group, name))
-        if row is None:
-            m = train_eval(space, arch, task, budget, seed=seed)
-            pred = float(predictor.predict_archs([arch], t=0.0)[0][0, 0])
-            row = {"group": group, "arch": name, "predicted": pred, **{x: m[x] for x in ("val_acc", "test_acc", "wall_s")}}
-            append_jsonl(path, row)
-            log_metrics({f"{group}_val_acc": row["val_acc"], f"{group}_test_acc": row["test_acc"]})
-        rows.append(row)
+    # 4-5. train the top-k and the random baseline, resumably, on the executor
+    store = RowStore(run_dir() / HISTORY, ("group", "arch"))
+    plan = [("guided", space.format(a), a) for a in top] + [("random", space.format(a), a) for a in random_archs]
+    trained = {r["arch"]: r for r in store.rows()}  # an arch in both groups is trained once: same arch, task, seed
+    needed = {name: arch for group, name, arch in plan if (group, name) not in store and name not in trained}
+
+    def write(name: str, metrics: dict) -> None:
+        for group, plan_name, arch in plan:
+            if plan_name == name and (group, name) not in store:
+                pred = float(predictor.predict_archs([arch], t=0.0)[0][0, 0])
+                row = {"group": group, "arch": name, "predicted": pred,
+                       **{x: metrics[x] for x in ("val_acc", "test_acc", "wall_s")}}
+                store.append(row)
+                log_metrics({f"{group}_val_acc": row["val_acc"], f"{group}_test_acc": row["test_acc"]})
+
+    for name, row in trained.items():  # the other group of an arch trained before a kill
+        write(name, row)
+    with build_executor(cfg.get("executor")) as executor:
+        jobs = []
+        if needed:
+            shared_space, shared_task = executor.share(space), executor.share(task)
+            jobs = [Job(name, train_eval, (shared_space, arch, shared_task, budget, seed)) for name, arch in needed.items()]
+        n_archs = len({name for _, name, _ in plan})
+        done = tqdm(executor.run(jobs), total=n_archs, initial=n_archs - len(needed), desc="transfer_nas: train",
+                    unit="arch", disable=None)
+        for job, metrics in done:
+            write(job.key, metrics)
+    by_key = store.by_key()
+    rows = [by_key[(group, name)] for group, name, _ in plan]
 
     def best(group: str) -> dict:
         return max((r for r in rows if r["group"] == group), key=lambda r: r["val_acc"])

@@ -1,8 +1,8 @@
 """A meta-training database: rows of (task, arch, accuracy) gathered by really training archs.
 
-Storage is one JSON-lines file. Each row is appended with a single fsynced write
-(:func:`nag.io.append_jsonl`), so a killed builder loses at most the row it was training,
-and a rerun resumes from the rows that are there.
+Storage is one JSON-lines file, a :class:`nag.io.RowStore` keyed by (``task``, ``arch``): each row
+is appended once with a single fsynced write as its training finishes, so a killed builder loses
+only the rows in training, and a rerun resumes from the rows that are there without doubling one.
 
 Row keys: ``task`` (task id), ``source`` (source task name), ``classes`` (original class ids),
 ``arch`` (``space.format`` string), ``val_acc``, ``test_acc`` (percent), ``wall_s``, ``seed``,
@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from nag.errors import ConfigError, MissingDataError
-from nag.io import append_jsonl, read_jsonl
+from nag.io import RowStore
 
 
 @dataclass(frozen=True)
@@ -66,8 +66,11 @@ def meta_task_specs(
 class MetaDatabase:
     """Read/append access to a meta-database file."""
 
+    KEY = ("task", "arch")
+
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
+        self.store = RowStore(self.path, self.KEY)
 
     def rows(self, missing_ok: bool = True) -> list[MetaRow]:
         if not self.path.exists() and not missing_ok:
@@ -76,14 +79,15 @@ class MetaDatabase:
                 f"`python -m nag.run experiment=build_meta_db`, or point meta_db.path at a file "
                 f"(JSON lines with keys task, source, classes, arch, val_acc, test_acc)."
             )
-        return read_jsonl(self.path, missing_ok=True)
+        return self.store.rows()
 
-    def append(self, row: MetaRow) -> None:
-        append_jsonl(self.path, row)
+    def append(self, row: MetaRow) -> bool:
+        """Append ``row`` unless its (task, arch) is in the file; True when it was written."""
+        return self.store.append(row)
 
     def done(self) -> set[tuple[str, str]]:
         """(task id, arch) pairs already in the file."""
-        return {(r["task"], r["arch"]) for r in self.rows()}
+        return self.store.keys()
 
     def task_specs(self) -> list[TaskSpec]:
         """The distinct tasks of the file, in first-seen order."""

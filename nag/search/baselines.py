@@ -11,13 +11,19 @@ from nag.spaces.base import Arch, SearchSpace
 
 @SEARCHERS.register("random")
 class RandomSearch(Searcher):
-    """Evaluate uniformly drawn, not yet evaluated archs, one per round."""
+    """Evaluate uniformly drawn, not yet evaluated archs, ``batch`` per round (evaluated together,
+    e.g. on parallel workers). The archs drawn do not depend on ``batch``."""
 
     name = "random"
 
+    def __init__(self, space: SearchSpace, batch: int = 1) -> None:
+        super().__init__(space)
+        if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
+            raise ConfigError(f"random search needs batch >= 1 (archs evaluated per round), got {batch!r}")
+        self.batch = batch
+
     def step(self, ctx: SearchContext) -> None:
-        for arch in ctx.sample_unseen(1):
-            ctx.query(arch)
+        ctx.query_many(ctx.draw_unseen(min(self.batch, ctx.remaining)))
 
 
 @SEARCHERS.register("evolution")

@@ -370,7 +370,9 @@ class BayesOpt(Searcher):
             parameters (e.g. ``{"kappa": 2.0}`` for ucb).
         optimizer: name in ``POOL_OPTIMIZERS``; ``optimizer_params`` go to its constructor.
         n_init: random queries before the first surrogate fit.
-        q: archs evaluated per round.
+        q: archs evaluated per round, together (in flight at once on a parallel executor); the
+            next round starts when all q are back (synchronous batches, docs/scale.md). The
+            ``n_init`` random queries go q at a time too, the same archs as one at a time.
         surrogate: name in ``SURROGATES`` ("fast" ensemble MLP, or "predictor" = fit_predictor);
             ``surrogate_params`` go to it (``ensemble`` = members M).
         target_transform: name in ``TARGET_TRANSFORMS`` (``rank_gauss``, ``none``): the observed
@@ -434,9 +436,8 @@ class BayesOpt(Searcher):
         return fit_surrogate(self.surrogate, self.space, archs, y, seed=ctx.torch_seed(), **params)
 
     def step(self, ctx: SearchContext) -> None:
-        if ctx.n_queries < self.n_init:
-            for arch in ctx.sample_unseen(1):
-                ctx.query(arch)
+        if ctx.n_queries < self.n_init:  # up to q random archs at once, the same ones as q rounds of one
+            ctx.query_many(ctx.draw_unseen(min(self.q, self.n_init - ctx.n_queries, ctx.remaining)))
             return
         y = self.targets(ctx)
         with torch_threads(self.threads):
@@ -449,8 +450,8 @@ class BayesOpt(Searcher):
         if self.on_pool is not None:
             self.on_pool(ctx, pool, mean, std, scores)
         sources = ctx.extra.setdefault("sources", {})  # queries per part of the pool that proposed them
-        for i in np.argsort(-scores, kind="stable")[: min(self.q, ctx.remaining)]:
-            arch = pool[int(i)]
+        chosen = [pool[int(i)] for i in np.argsort(-scores, kind="stable")[: min(self.q, ctx.remaining)]]
+        for arch in chosen:
             source = "random" if fallback else self.optimizer.source_of(arch)
             sources[source] = sources.get(source, 0) + 1
-            ctx.query(arch)
+        ctx.query_many(chosen)  # a synchronous batch: the next round sees all q results (docs/scale.md)

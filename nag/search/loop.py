@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Hashable, Iterable
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -59,6 +59,18 @@ class SearchContext:
             return None
         return self.evaluator.evaluate(arch)
 
+    def query_many(self, archs: Sequence[Arch]) -> list[float | None]:
+        """Evaluate ``archs`` together: on a parallel executor they are in flight at once, and
+        they are recorded in the order given. A new arch beyond the remaining budget gets None."""
+        evaluated = self.evaluator.is_evaluated
+        new = [a for a in dict.fromkeys(archs) if not evaluated(a)]
+        allowed = set(new[: max(self.remaining, 0)])
+        batch = [a for a in archs if evaluated(a) or a in allowed]
+        many = getattr(self.evaluator, "evaluate_many", None)  # EvaluatorProtocol asks for evaluate only
+        values = many(batch) if many is not None else [self.evaluator.evaluate(a) for a in batch]
+        found = dict(zip(batch, values))
+        return [found.get(a) for a in archs]
+
     def seen(self, arch: Arch) -> bool:
         return self.evaluator.is_evaluated(arch)
 
@@ -85,13 +97,13 @@ class SearchContext:
         return int(self.rng.integers(2**31 - 1))
 
     # ----- proposals ------------------------------------------------------------------------
-    def fresh(self, archs: Iterable[Arch], by_canonical: bool = False) -> list[Arch]:
-        """``archs`` without the evaluated ones and without repeats, order kept.
+    def fresh(self, archs: Iterable[Arch], by_canonical: bool = False, avoid: Iterable[Arch] = ()) -> list[Arch]:
+        """``archs`` without the evaluated ones, those in ``avoid`` and repeats, order kept.
 
-        With ``by_canonical`` an arch isomorphic to an evaluated one, or to an earlier one in the
-        list, is dropped too.
+        With ``by_canonical`` an arch isomorphic to an evaluated one, to one in ``avoid`` or to an
+        earlier one in the list, is dropped too.
         """
-        out, keys = [], set()
+        out, keys = [], {self.canonical(a) if by_canonical else a for a in avoid}
         for a in archs:
             key = self.canonical(a) if by_canonical else a
             if key in keys or self.seen(a) or (by_canonical and self.seen_canonical(a)):
@@ -100,20 +112,32 @@ class SearchContext:
             out.append(a)
         return out
 
-    def sample_unseen(self, n: int, by_canonical: bool = False) -> list[Arch]:
-        """Up to ``n`` distinct unevaluated archs drawn uniformly (fewer only if the space runs out)."""
+    def sample_unseen(self, n: int, by_canonical: bool = False, avoid: Iterable[Arch] = ()) -> list[Arch]:
+        """Up to ``n`` distinct unevaluated archs, none in ``avoid``, drawn uniformly (fewer only
+        if the space runs out)."""
+        avoid = list(avoid)
         out: list[Arch] = []
         tries = 0
         while len(out) < n and tries < 20 * n + 100:
             batch = self.space.sample(n - len(out), self.rng)
             tries += len(batch)
-            out = self.fresh(out + batch, by_canonical)
+            out = self.fresh(out + batch, by_canonical, avoid)
         if len(out) < n and self.space.size is not None:  # nearly exhausted finite space: draw from the rest
             taken = set(out)
-            rest = [a for a in self.fresh(self.space.enumerate(), by_canonical) if a not in taken]
+            rest = [a for a in self.fresh(self.space.enumerate(), by_canonical, avoid) if a not in taken]
             take = self.rng.permutation(len(rest))[: n - len(out)]
-            out = self.fresh(out + [rest[i] for i in take], by_canonical)
+            out = self.fresh(out + [rest[i] for i in take], by_canonical, avoid)
         return out[:n]
+
+    def draw_unseen(self, n: int, by_canonical: bool = False) -> list[Arch]:
+        """Up to ``n`` unevaluated archs drawn one at a time (each unlike the ones before): the
+        same archs, from the same generator state, as ``n`` rounds of ``sample_unseen(1)`` that
+        evaluated each before drawing the next. So a batch of random queries (evaluated in
+        parallel) does not change the search."""
+        out: list[Arch] = []
+        for _ in range(n):
+            out += self.sample_unseen(1, by_canonical, avoid=out)
+        return out
 
 
 class Searcher(ABC):
