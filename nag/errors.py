@@ -50,3 +50,8 @@ class IncompatibleComponentsError(NagError, ValueError):
 
 class NotFiniteSpaceError(NagError, TypeError):
     """enumerate() on a space too large to list."""
+
+
+class BadDataError(NagError, ValueError):
+    """Data that is there but unusable as the config asks: an unreadable image, mixed channel
+    counts or sizes, a class with too few images for the split."""

@@ -12,7 +12,7 @@ from omegaconf import OmegaConf
 from torch.utils.data import Dataset, TensorDataset
 
 from nag.data import TASKS, Task, dataset_labels, get_task, list_tasks, stratified_split
-from nag.data.torchvision_tasks import ImageTensorDataset
+from nag.data.images import ImageTensorDataset
 from nag.errors import ConfigError, MissingDataError, UnknownNameError
 
 
