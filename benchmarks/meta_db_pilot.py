@@ -46,7 +46,7 @@ from scipy.stats import spearmanr
 from nag.data.suites import get_suite
 from nag.io import append_jsonl, read_jsonl
 from nag.spaces import get_space
-from nag.training import train_eval_model
+from nag.evaluation import train_eval
 
 ALL_SKIP = "|skip_connect~0|+|skip_connect~0|skip_connect~1|+|skip_connect~0|skip_connect~1|skip_connect~2|"
 CHOOSE = ("digits-subsets", "digits-corrupt", "photo-regions", "shapes")
@@ -103,7 +103,7 @@ def run(args) -> None:
             task, task_id = spec.build(), spec.id
         budget = budget_of(b, len(task.train))
         cpu = time.process_time()
-        m = train_eval_model(lambda: space.build(arch, task), task, budget, seed=seed, num_threads=1)
+        m = train_eval(space, arch, task, budget, seed=seed, num_threads=1)
         row = {
             "budget": b, "task": spec.id, "half": half, "family": spec.family, "arch": space.format(arch),
             "seed": seed, "num_classes": task.num_classes, "hw": task.input_shape[1] * task.input_shape[2],

@@ -152,10 +152,17 @@ def build_task(cfg: DictConfig):
 
 
 def build_budget(cfg: DictConfig, key: str = "train"):
-    """The training budget of ``cfg.<key>`` as a ``nag.training.TrainBudget``."""
-    from nag.training import TrainBudget
+    """The training budget of ``cfg.<key>`` as a ``nag.evaluation.training.TrainBudget``."""
+    from nag.evaluation.training import TrainBudget
 
     return TrainBudget.from_any(plain(cfg.get(key)))  # names unknown keys and bad values
+
+
+def trainer_settings(cfg: DictConfig):
+    """The Lightning settings of ``cfg.trainer`` (the ``trainer/`` group) as ``TrainerSettings``."""
+    from nag.modules.trainer import TrainerSettings
+
+    return TrainerSettings.from_any(plain(cfg.get("trainer")))
 
 
 def positive_int(cfg: DictConfig, key: str) -> int:
@@ -282,6 +289,7 @@ __all__ = [
     "clean_results",
     "plain",
     "positive_int",
+    "trainer_settings",
     "run_dir",
     "run_experiment",
 ]

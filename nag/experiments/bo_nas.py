@@ -25,7 +25,8 @@ from omegaconf import DictConfig
 
 from nag.experiments import build_space, experiment, plain, positive_int, run_dir
 from nag.io import append_jsonl, read_jsonl
-from nag.search import SearchContext, build_evaluator, build_method, method_settings, run_search
+from nag.evaluation import build_evaluator
+from nag.search import SearchContext, build_method, method_settings, run_search
 from nag.wandb_utils import log_metrics
 
 HISTORY = "history.jsonl"

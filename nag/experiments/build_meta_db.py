@@ -26,6 +26,7 @@ from tqdm import tqdm
 from nag.data.recipes import TaskSpec
 from nag.data.suites import get_suite
 from nag.errors import ConfigError
+from nag.evaluation import train_eval
 from nag.experiments import build_budget, build_space, distinct_sample, experiment, plain, positive_int, run_dir
 from nag.meta import MetaDatabase
 from nag.wandb_utils import log_metrics
@@ -126,7 +127,7 @@ def build_meta_db(cfg: DictConfig) -> dict:
         for spec, arch in todo:
             if spec.id != task_id:  # the plan is grouped by task: one built task at a time
                 task, task_id = spec.build(**source_kwargs), spec.id
-            metrics = space.train_eval(arch, task, budget, seed=int(cfg.seed))
+            metrics = train_eval(space, arch, task, budget, seed=int(cfg.seed))
             row = meta_row(spec, space, arch, metrics, int(cfg.seed))
             db.append(row)
             log_metrics({"val_acc": row["val_acc"], "test_acc": row["test_acc"]})

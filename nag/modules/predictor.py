@@ -14,9 +14,7 @@ own noise draws) gives a mean and an (epistemic) variance across members; M = 1 
 """
 from __future__ import annotations
 
-import contextlib
 import inspect
-import logging
 import math
 import os
 from collections.abc import Iterator, Mapping, Sequence
@@ -31,6 +29,7 @@ from torch import Tensor, nn
 from nag.io import atomic_torch_save
 from nag.diffusion.sde import SDE, bcast, build_sde, perturb, sample_time
 from nag.errors import CheckpointMismatchError, ConfigError
+from nag.modules.trainer import TrainerSettings, build_trainer, quiet_lightning
 from nag.registry import Registry
 from nag.spaces.base import Arch, SearchSpace
 
@@ -493,22 +492,6 @@ def target_stats(y: Tensor) -> tuple[Tensor, Tensor]:
     return mean, var.sqrt().clamp_min(1e-6)
 
 
-@contextlib.contextmanager
-def _quiet_lightning(quiet: bool) -> Iterator[None]:
-    """Mute Lightning's per-fit banner (GPU/TPU availability, tips): BO loops refit every round."""
-    names = ("lightning.pytorch.utilities.rank_zero", "lightning.pytorch.accelerators.cuda")
-    loggers = [logging.getLogger(n) for n in names]
-    levels = [lg.level for lg in loggers]
-    if quiet:
-        for lg in loggers:
-            lg.setLevel(logging.WARNING)
-    try:
-        yield
-    finally:
-        for lg, level in zip(loggers, levels):
-            lg.setLevel(level)
-
-
 def train_module(
     module: L.LightningModule,
     batches: TensorBatches,
@@ -516,27 +499,24 @@ def train_module(
     seed: int,
     progress: bool = False,
     logger: Any = None,
-    accelerator: str = "cpu",
+    trainer: TrainerSettings | Mapping[str, Any] | None = None,
 ) -> None:
     """Run ``steps`` optimisation steps of ``module`` with a Lightning Trainer, deterministically.
 
-    The caller's global RNG state is restored afterwards.
+    ``trainer``: where to train (``nag.modules.trainer.TrainerSettings``; default: auto accelerator,
+    one device). The module ends on the CPU; the caller's global RNG state is restored afterwards.
     """
-    with torch.random.fork_rng(devices=[]), _quiet_lightning(not progress):
+    with torch.random.fork_rng(devices=[]), quiet_lightning(not progress):
         torch.manual_seed(seed)
-        trainer = L.Trainer(
+        fit = build_trainer(
+            trainer,
             max_steps=steps,
             max_epochs=-1,
-            accelerator=accelerator,
-            devices=1,
             logger=logger if logger is not None else False,
-            enable_checkpointing=False,
             enable_progress_bar=progress,
-            enable_model_summary=False,
-            num_sanity_val_steps=0,
             gradient_clip_val=1.0,
         )
-        trainer.fit(module, train_dataloaders=batches)
+        fit.fit(module, train_dataloaders=batches)
     module.cpu()
 
 
@@ -558,7 +538,7 @@ def fit_predictor(
     seed: int = 0,
     progress: bool = False,
     logger: Any = None,
-    accelerator: str = "cpu",
+    trainer: TrainerSettings | Mapping[str, Any] | None = None,
 ) -> Predictor:
     """Train a predictor on ``(archs, y)`` and return the plain Predictor.
 
@@ -571,6 +551,7 @@ def fit_predictor(
         ensemble: members M (mean and variance across them).
         steps / epochs: training length (``epochs`` overrides ``steps`` when given).
         net_config: member network (default ``DEFAULT_NET``).
+        trainer: where to train (``nag.modules.trainer.TrainerSettings``; default: auto, one device).
     """
     from nag.modules.arch_data import to_state
 
@@ -598,7 +579,7 @@ def fit_predictor(
         steps = epochs * len(batches)
     if not steps or steps < 1:
         raise ConfigError(f"training length must be positive: got steps={steps}, epochs={epochs}")
-    train_module(module, batches, steps, seed, progress, logger, accelerator)
+    train_module(module, batches, steps, seed, progress, logger, trainer)
     return module.predictor(space)
 
 
