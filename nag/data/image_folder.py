@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from nag.data.images import check_size, complete_splits, describe_root, images_task, pil_to_array, stack_images
+from nag.data.images import check_size, complete_splits, existing_root, images_task, pil_to_array, stack_images
 from nag.data.tasks import TASKS, Task, param_name
 from nag.errors import BadDataError, MissingDataError
 
@@ -80,7 +80,7 @@ def image_folder(
     """Classes from the folders of ``root`` (see the module docstring); ``normalize``:
     ``dataset`` (per-channel train statistics), ``imagenet`` or ``none``; ``augment``: random
     crop and flip of training images."""
-    path = describe_root(root, "image_folder")
+    path = existing_root(root, "image_folder")
     if not path.is_dir():
         raise MissingDataError(f"image_folder: task.root={str(path)!r} is a file; expected a folder of class folders")
     sizes = check_size(size, f"image_folder {path}")

@@ -3,9 +3,10 @@
 ``image_folder``, ``torchvision`` and ``arrays`` decode their images to a uint8 (or float)
 tensor ``[N, C, H, W]`` per part, then share everything after that here:
 
-- ``to_tensor_image`` / ``pil_to_array``: one image (PIL or array) -> [C, H, W], with channel
-  conversion (``channels`` 1 or 3) and checks;
-- ``resize_images``: to ``size`` (an int: shorter side then centre crop; [H, W]: exactly);
+- ``pil_to_array``: one PIL image (any mode) -> uint8 [H, W, C];
+- ``convert_channels`` (``channels`` 1 or 3) and ``resize_images`` (an int: shorter side then
+  centre crop; [H, W]: exactly), on stacks [N, C, H, W]; ``stack_images`` applies both to
+  decoded images of one part and refuses mixed channel counts or sizes it cannot reconcile;
 - ``complete_splits``: the train/val/test parts from whatever the data has (all three, train +
   test, or a single pool), stratified by ``split_seed``, refusing classes too small to split;
 - ``images_task``: per-channel normalisation (``dataset`` statistics, ``imagenet``, or
@@ -27,7 +28,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from nag.data.tasks import Task, stratified_split
-from nag.errors import BadDataError, ConfigError
+from nag.errors import BadDataError, ConfigError, MissingDataError
 
 SPLITS = ("train", "val", "test")
 NORMALISE = ("dataset", "imagenet", "none")
@@ -296,10 +297,8 @@ def label_ids(labels: Sequence[Any] | np.ndarray, where: str) -> tuple[np.ndarra
     return ids.astype(np.int64), [str(o) for o in originals.tolist()], originals.tolist()
 
 
-def describe_root(root: str | Path | None, where: str) -> Path:
-    """``root`` as an existing folder path, else a MissingDataError naming it."""
-    from nag.errors import MissingDataError
-
+def existing_root(root: str | Path | None, where: str) -> Path:
+    """``root`` as an existing path, else a MissingDataError naming it."""
     if root is None:
         raise ConfigError(f"{where}: give the data's folder with task.root=DIR")
     path = Path(root).expanduser()
