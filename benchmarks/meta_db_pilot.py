@@ -17,6 +17,11 @@ tasks that played no part in the choice). Per budget and half, the table gives:
 - ``std`` / ``range``: spread of test accuracy over the archs of a task (mean over tasks);
 - ``seed_sd``: test-accuracy std between two seeds of the same arch (the noise floor), and
   ``snr`` = std / seed_sd (how much of the spread is architecture, not seed);
+- ``reliab``: the share of a task's accuracy variance over archs that is not seed noise
+  (1 - seed_sd^2 / unbiased variance), i.e. the correlation of two seeds' rankings one expects;
+- ``arch_sd`` / ``inter_sd``: the arch effect shared by all tasks, and the task-specific part
+  (task x arch interaction), both with the seed noise taken out (a two-way decomposition of the
+  task x arch accuracy table): what a dataset-conditioned predictor can add is ``inter_sd``;
 - ``chance``: fraction of runs within 5 points of chance (100/K); ``dead`` cells (no path to
   the output) are always there, so their fraction is given too;
 - ``rho``: mean pairwise Spearman between tasks' arch rankings (1 = the same ranking
@@ -115,7 +120,17 @@ def run(args) -> None:
         print(f"[{k + 1}/{len(todo)}] {b:>4} {spec.id[:48]:48} test {row['test_acc']:5.1f} wall {row['wall_s']:5.1f}s", flush=True)
 
 
+def unique_runs(rows: list[dict]) -> list[dict]:
+    """The first row of every (budget, task, arch, seed): two writers of one file (a rerun while
+    an earlier run was still going) train the same deterministic runs twice."""
+    seen: dict[tuple, dict] = {}
+    for r in rows:
+        seen.setdefault((r["budget"], r["task"], r["arch"], r["seed"]), r)
+    return list(seen.values())
+
+
 def summarise(rows: list[dict], halves=("choose", "check", "all")) -> list[dict]:
+    rows = unique_runs(rows)
     out = []
     for b in dict.fromkeys(r["budget"] for r in rows):
         for half in halves:
@@ -142,6 +157,13 @@ def summarise(rows: list[dict], halves=("choose", "check", "all")) -> list[dict]
                     if base is not None:
                         seed_diffs.append(abs(r["test_acc"] - base["test_acc"]) / math.sqrt(2))
             winners = [max(d.values(), key=lambda r: r["val_acc"])["arch"] for d in per_task.values()]
+            noise = float(np.mean(np.square(seed_diffs))) if seed_diffs else float("nan")
+            table = np.array([[accs[t][a] for a in common] for t in tasks])
+            centred = table - table.mean(axis=1, keepdims=True)
+            within = float(centred.var(axis=1, ddof=1).mean()) if len(common) > 1 else float("nan")
+            shared = centred.mean(axis=0)
+            n_t, n_a = table.shape
+            inter = float(((centred - shared) ** 2).sum()) / max(1, (n_t - 1) * (n_a - 1)) if n_t > 1 else float("nan")
             out.append({
                 "budget": b, "half": half, "tasks": len(tasks), "archs": len(common),
                 "wall_s": statistics.median(r["wall_s"] for r in sel),
@@ -150,6 +172,9 @@ def summarise(rows: list[dict], halves=("choose", "check", "all")) -> list[dict]
                 "range": float(np.mean([max(a.values()) - min(a.values()) for a in accs.values()])),
                 "seed_sd": float(np.sqrt(np.mean(np.square(seed_diffs)))) if seed_diffs else float("nan"),
                 "snr": float("nan"),
+                "reliab": 1 - noise / within if within > 0 else float("nan"),
+                "arch_sd": math.sqrt(max(0.0, shared.var(ddof=1) - noise / n_t)) if n_t > 1 and n_a > 1 else float("nan"),
+                "inter_sd": math.sqrt(max(0.0, inter - noise)) if n_t > 1 else float("nan"),
                 "chance": float(np.mean([r["test_acc"] <= 100 / r["num_classes"] + 5 for r in main])),
                 "dead": float(np.mean([r["dead"] for r in main])),
                 "rho": mean_rho(common) if len(tasks) > 1 else float("nan"),
@@ -166,7 +191,7 @@ def suite_hours(rows: list[dict], suite, budget: str, archs: int = 30, parallel:
     """Hours for ``archs`` archs on every training task of ``suite`` at ``budget``, from a fit of
     cpu_s ~ a + b * steps * H * W + c * epochs on this budget's rows (each epoch ends with a
     validation pass and Lightning's loop overhead, which dominate on tiny training sets)."""
-    sel = [r for r in rows if r["budget"] == budget]
+    sel = [r for r in unique_runs(rows) if r["budget"] == budget]
     if len(sel) < 4:
         return float("nan")
 
@@ -186,7 +211,8 @@ def suite_hours(rows: list[dict], suite, budget: str, archs: int = 30, parallel:
 
 def print_table(rows: list[dict], suite) -> None:
     table = summarise(rows)
-    cols = ["budget", "half", "tasks", "archs", "wall_s", "cpu_s", "std", "range", "seed_sd", "snr", "chance", "dead",
+    cols = ["budget", "half", "tasks", "archs", "wall_s", "cpu_s", "std", "range", "seed_sd", "snr", "reliab", "arch_sd",
+            "inter_sd", "chance", "dead",
             "rho", "rho_live", "winners", "skip_wins"]
     print("| " + " | ".join(cols) + " | suite_h |")
     print("|" + "---|" * (len(cols) + 1))

@@ -123,7 +123,8 @@ def test_meta_db_pilot_tasks_and_summary():
                 "steps": 40.0, "hw": 64, "n_train": 100}
 
     rows = [row("t1", "a", 90), row("t1", "b", 60), row("t1", "d", 25), row("t1", "a", 88, seed=1),
-            row("t2", "a", 50, half="check"), row("t2", "b", 80, half="check"), row("t2", "d", 25, half="check")]
+            row("t2", "a", 50, half="check"), row("t2", "b", 80, half="check"), row("t2", "d", 25, half="check"),
+            row("t1", "b", 10)]  # a second writer's copy of a run: the first row counts
     by_half = {t["half"]: t for t in pilot.summarise(rows)}
     assert by_half["choose"]["range"] == 65 and by_half["choose"]["chance"] == pytest.approx(1 / 3)
     assert by_half["choose"]["seed_sd"] == pytest.approx(2 / math.sqrt(2))

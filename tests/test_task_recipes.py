@@ -254,6 +254,14 @@ def test_build_meta_db_held_out_and_shared_archs(tmp_path) -> None:
         _build(tmp_path, "meta_db.held_out=some")
 
 
+def test_build_meta_db_trains_each_pair_with_several_seeds(tmp_path) -> None:
+    results = _build(tmp_path, "meta_db.n_tasks=1", "meta_db.archs_per_task=2", "meta_db.train_seeds=2", "seed=3")
+    rows = MetaDatabase(tmp_path / "db.jsonl").rows()
+    assert results["n_rows"] == 4 and [(r["arch"] == rows[0]["arch"], r["seed"]) for r in rows] == [
+        (True, 3), (True, 4), (False, 3), (False, 4)]
+    assert _build(tmp_path, "meta_db.n_tasks=1", "meta_db.archs_per_task=2", "meta_db.train_seeds=2", "seed=3")["n_trained_now"] == 0
+
+
 def test_build_meta_db_from_a_recipe_file(tmp_path) -> None:
     recipes = [{"source": "shapes", "classes": [0, 1], "size": 8, "source_kwargs": {"per_class": [20, 8, 8]}}]
     (tmp_path / "recipes.json").write_text(json.dumps(recipes))

@@ -7,8 +7,10 @@ held-out tasks are skipped unless ``meta_db.held_out`` is ``include`` or ``only`
 say ``held_out: true``: evaluation rows, never to be trained on). ``meta_db.n_tasks`` keeps the
 first n. For each task, ``meta_db.archs_per_task`` random archs of distinct isomorphism classes
 are trained with the ``train`` budget; the first ``meta_db.shared_archs`` of them are the same
-for every task, so that tasks' rankings can be compared. One row per (task, arch) is appended
-to ``meta_db.path`` (JSON lines, fsynced). A rerun resumes: pairs already in the file are skipped.
+for every task, so that tasks' rankings can be compared. Each (task, arch) is trained
+``meta_db.train_seeds`` times (training seeds ``seed``, ``seed + 1``, ...: one seed's accuracy
+is noisy, see benchmarks/meta_db_pilot.py). One row per (task, arch, training seed) is appended
+to ``meta_db.path`` (JSON lines, fsynced). A rerun resumes: runs already in the file are skipped.
 
 Results: ``n_rows``, ``n_tasks``, ``n_trained_now``, ``mean_test_acc``, ``wall_s``, ``path``.
 """
@@ -117,18 +119,19 @@ def build_meta_db(cfg: DictConfig) -> dict:
     space = build_space(cfg)
     budget = build_budget(cfg)
     source_kwargs = plain(cfg.meta_db.get("source_kwargs")) or {}
-    pairs = plan(cfg, space)
+    seeds = [int(cfg.seed) + k for k in range(positive_int(cfg.meta_db, "train_seeds"))]
+    runs = [(s, a, seed) for s, a in plan(cfg, space) for seed in seeds]
     db = MetaDatabase(resolve_db_path(cfg))
-    done = db.done()
-    todo = [(s, a) for s, a in pairs if (s.id, space.format(a)) not in done]
+    done = db.done_runs()
+    todo = [(s, a, seed) for s, a, seed in runs if (s.id, space.format(a), seed) not in done]
     start = time.perf_counter()
     task, task_id = None, None
-    with tqdm(total=len(pairs), initial=len(pairs) - len(todo), desc="build_meta_db", unit="arch", disable=None) as bar:
-        for spec, arch in todo:
+    with tqdm(total=len(runs), initial=len(runs) - len(todo), desc="build_meta_db", unit="run", disable=None) as bar:
+        for spec, arch, seed in todo:
             if spec.id != task_id:  # the plan is grouped by task: one built task at a time
                 task, task_id = spec.build(**source_kwargs), spec.id
-            metrics = train_eval(space, arch, task, budget, seed=int(cfg.seed))
-            row = meta_row(spec, space, arch, metrics, int(cfg.seed))
+            metrics = train_eval(space, arch, task, budget, seed=seed)
+            row = meta_row(spec, space, arch, metrics, seed)
             db.append(row)
             log_metrics({"val_acc": row["val_acc"], "test_acc": row["test_acc"]})
             bar.update()

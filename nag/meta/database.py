@@ -49,6 +49,10 @@ class MetaDatabase:
         """(task id, arch) pairs already in the file."""
         return {(r["task"], r["arch"]) for r in self.rows()}
 
+    def done_runs(self) -> set[tuple[str, str, int]]:
+        """(task id, arch, training seed) triples already in the file."""
+        return {(r["task"], r["arch"], int(r.get("seed", 0))) for r in self.rows()}
+
     def task_specs(self) -> list[TaskSpec]:
         """The distinct tasks of the file, in first-seen order (held-out ones included)."""
         seen: dict[str, TaskSpec] = {}
