@@ -103,6 +103,8 @@ def atomic_write_text(path: PathLike, text: str) -> Path:
 
 def atomic_write_bytes(path: PathLike, data: bytes) -> Path:
     """Write ``data`` to ``path`` atomically (parents are created). Returns the path."""
+    if not is_rank_zero():
+        return Path(path)
     with _atomic_file(path, "wb") as fh:
         fh.write(data)
     return Path(path)
