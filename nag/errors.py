@@ -54,3 +54,8 @@ class NotFiniteSpaceError(NagError, TypeError):
 
 class EvaluationError(NagError, RuntimeError):
     """An evaluation that could not finish, e.g. its worker died on every try."""
+
+
+class BadDataError(NagError, ValueError):
+    """Data that is there but unusable as the config asks: an unreadable image, mixed channel
+    counts or sizes, a class with too few images for the split."""

@@ -103,6 +103,15 @@ def atomic_write_text(path: PathLike, text: str) -> Path:
     return Path(path)
 
 
+def atomic_write_bytes(path: PathLike, data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically (parents are created). Returns the path."""
+    if not is_rank_zero():
+        return Path(path)
+    with _atomic_file(path, "wb") as fh:
+        fh.write(data)
+    return Path(path)
+
+
 def atomic_write_json(path: PathLike, obj: Any, indent: int | None = 2) -> Path:
     """Write ``obj`` as JSON atomically; NaN/inf become null (see the module docstring)."""
     text = json.dumps(to_jsonable(obj), indent=indent, allow_nan=False) + "\n"

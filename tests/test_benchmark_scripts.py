@@ -109,3 +109,36 @@ def test_search_speed_runs_both_variants_and_checks_they_query_the_same(syntheti
     load("search_speed").main([str(synthetic_csv), "--methods", "bananas", "--seeds", "1", "--budget", "9"])
     row = capsys.readouterr().out.splitlines()[-1].split()
     assert row[0] == "bananas" and row[-1] == "yes"
+
+
+def test_meta_db_pilot_tasks_and_summary():
+    pilot = load("meta_db_pilot")
+    tasks, suite = pilot.pilot_tasks(8)
+    assert len(tasks) == 8 and not any(s.held_out for _, s in tasks) and not any(s.held_out for s in suite)
+    assert len({s.family for _, s in tasks}) == 7 and [h for h, _ in tasks[:2]] == ["choose", "check"]
+    assert pilot.budget_of("s40", 130) == {"epochs": 14, "max_steps": 40, "batch_size": 64, "lr": 0.05}
+
+    def row(task, arch, acc, seed=0, half="choose"):
+        return {"budget": "s40", "task": task, "half": half, "arch": arch, "seed": seed, "num_classes": 4,
+                "val_acc": acc, "test_acc": acc, "wall_s": 1.0, "cpu_s": 1.0, "dead": arch == "d",
+                "steps": 40.0, "hw": 64, "n_train": 100}
+
+    rows = [row("t1", "a", 90), row("t1", "b", 60), row("t1", "d", 25), row("t1", "a", 88, seed=1),
+            row("t2", "a", 50, half="check"), row("t2", "b", 80, half="check"), row("t2", "d", 25, half="check"),
+            row("t1", "b", 10)]  # a second writer's copy of a run: the first row counts
+    by_half = {t["half"]: t for t in pilot.summarise(rows)}
+    assert by_half["choose"]["range"] == 65 and by_half["choose"]["chance"] == pytest.approx(1 / 3)
+    assert by_half["choose"]["seed_sd"] == pytest.approx(2 / math.sqrt(2))
+    assert by_half["all"]["winners"] == 2 and by_half["all"]["rho_live"] == pytest.approx(-1.0)
+    assert by_half["all"]["dead"] == pytest.approx(1 / 3)
+
+
+@pytest.mark.slow
+def test_meta_db_pilot_runs_and_resumes(tmp_path, capsys):
+    pilot = load("meta_db_pilot")
+    out = tmp_path / "runs.jsonl"
+    pilot.main(["--budgets", "s2", "--tasks", "1", "--archs", "2", "--out", str(out)])
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(rows) == 3 and {r["seed"] for r in rows} == {0, 1}  # arch 1 again with seed 1
+    pilot.main(["--budgets", "s2", "--tasks", "1", "--archs", "2", "--out", str(out)])
+    assert len(out.read_text().splitlines()) == 3 and "0 runs to do" in capsys.readouterr().out

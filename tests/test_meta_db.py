@@ -7,30 +7,33 @@ import pytest
 import torch
 
 from nag.errors import ConfigError, MissingDataError
-from nag.meta import MetaDatabase, TaskSpec, meta_task_specs
+from nag.data.suites import class_subsets
+from nag.meta import MetaDatabase, TaskSpec
 from nag.meta.metad2a import read_metad2a, x_to_nb201_string
 from nag.spaces import get_space
 
 
 def test_task_specs_are_distinct_seeded_and_skip_exclusions():
-    specs = meta_task_specs("digits", 10, 20, 6, seed=0, exclude=[[0, 2, 4, 6, 8, 9]])
+    specs = [s for s in class_subsets("digits", 10, 20, 6, seed=0, exclude=[[0, 2, 4, 6, 8, 9]]) if not s.held_out]
     assert len({s.classes for s in specs}) == 20
     assert (0, 2, 4, 6, 8, 9) not in {s.classes for s in specs}
-    assert specs == meta_task_specs("digits", 10, 20, 6, seed=0, exclude=[[9, 8, 6, 4, 2, 0]])
+    assert specs == class_subsets("digits", 10, 20, 6, seed=0, exclude=[[9, 8, 6, 4, 2, 0]])[:20]
     with pytest.raises(ConfigError, match="only 10 distinct subsets"):
-        meta_task_specs("digits", 5, 11, 2)
+        class_subsets("digits", 5, 11, 2, exclude=[])
 
 
 def test_database_appends_resumes_and_survives_a_torn_line(tmp_path):
     db = MetaDatabase(tmp_path / "db.jsonl")
-    row = {"task": "digits[0,1]", "source": "digits", "classes": [0, 1], "arch": "a", "val_acc": 1.0, "test_acc": 2.0}
-    db.append(row)
+    row = {"task": "digits[0,1]", "source": "digits", "classes": [0, 1], "arch": "a", "val_acc": 1.0, "test_acc": 2.0, "seed": 0}
+    assert db.append(row) and not db.append(row)
     with open(db.path, "a") as f:  # a writer killed mid-row
         f.write('{"task": "digits[0,1]", "arch": "b", "val_')
     assert db.done() == {("digits[0,1]", "a")}
     assert db.task_specs() == [TaskSpec("digits", (0, 1))]
     db.append({**row, "arch": "c"})
-    assert [r["arch"] for r in db.rows()] == ["a", "c"]
+    db.append({**row, "arch": "c", "seed": 1})  # another training seed of the same pair is its own row
+    assert [(r["arch"], r["seed"]) for r in db.rows()] == [("a", 0), ("c", 0), ("c", 1)]
+    assert db.done_runs() == {("digits[0,1]", "a", 0), ("digits[0,1]", "c", 0), ("digits[0,1]", "c", 1)}
 
 
 def test_missing_database_names_the_builder(tmp_path):

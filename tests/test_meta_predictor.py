@@ -183,3 +183,52 @@ def test_meta_inputs_are_checked(space):
         fit_meta_predictor(space, rows, {"a": torch.zeros(2, 3, F)}, VE, steps=1)
     with pytest.raises(ConfigError, match="share one"):
         fit_meta_predictor(space, rows, {"a": torch.zeros(2, 3, F), "b": torch.zeros(3, 3, F)}, VE, steps=1)
+
+
+# ----- where the dataset encoder's weights come from (encoder_weights in results.json) ----------
+def test_encoder_weights_kind_random_file_and_trained(tmp_path, monkeypatch):
+    import nag.modules.nets.feature_extractor as fe
+
+    monkeypatch.setattr(fe, "_warned_random", set())  # the fallback warns once per process
+    with pytest.warns(UserWarning, match="randomly initialised"):
+        fx = ImageFeatureExtractor("test_resnet")
+    assert fx.weights_kind == "random"
+    torch.save({"state_dict": fx.backbone.state_dict()}, tmp_path / "timm.pth")  # someone else's checkpoint
+    assert ImageFeatureExtractor("test_resnet", pretrained_path=tmp_path / "timm.pth").weights_kind == "pretrained"
+    with torch.no_grad():
+        for p in fx.backbone.parameters():
+            p.add_(0.01)
+    img = torch.rand(2, 3, 32, 32)
+    for name in ("enc.safetensors", "enc.pth"):
+        path = fx.save_weights(tmp_path / name)  # nag's own trained encoder
+        again = ImageFeatureExtractor("test_resnet", pretrained_path=path)
+        assert again.weights_kind == "trained" and again.weights_source == str(path)
+        torch.testing.assert_close(again.extract(img), fx.extract(img))
+    with pytest.raises(ConfigError, match="kind must be 'pretrained' or 'trained'"):
+        fx.save_weights(tmp_path / "x.pth", kind="random")
+
+
+def test_encoder_weights_from_the_hugging_face_cache(tmp_path, monkeypatch):
+    """A timm backbone whose weights are in the local HF cache loads them, offline."""
+    import huggingface_hub.constants as hf_constants
+    from safetensors.torch import save_file
+
+    import timm
+
+    model = timm.create_model("test_resnet", pretrained=False, num_classes=0)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.fill_(0.02)
+    repo = tmp_path / "models--timm--test_resnet.r160_in1k"
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text("abc123")
+    snap = repo / "snapshots" / "abc123"
+    snap.mkdir(parents=True)
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(snap / "model.safetensors"))
+    monkeypatch.setattr(hf_constants, "HF_HUB_CACHE", str(tmp_path))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # found weights: no random fallback warning
+        fx = ImageFeatureExtractor("test_resnet")
+    assert fx.weights_kind == "pretrained" and fx.weights_source == str(snap / "model.safetensors")
+    assert all(torch.all(p == 0.02) for p in fx.backbone.parameters())

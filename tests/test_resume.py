@@ -203,7 +203,7 @@ META_DB = ["experiment=build_meta_db", "meta_db.n_tasks=2", "meta_db.archs_per_t
 @pytest.mark.parametrize("kill", ["mid_training", "row_lost", "torn_last_line"])
 def test_build_meta_db_killed_resumes_exactly(uninterrupted, tmp_path, monkeypatch, trainings, kill):
     """Killed while training pair 3 of 4, or once it is trained but before (or while) its row is written."""
-    import nag.meta.database as database
+    import nag.io as database  # rows are written by nag.io.RowStore
 
     full_dir, full = uninterrupted("build_meta_db", META_DB)
     cfg = compose_config(META_DB)
@@ -239,7 +239,7 @@ TRANSFER = ["experiment=transfer_nas", "n_candidates=8", "batch_size=8", "top_k=
 @pytest.mark.parametrize("kill", ["mid_training", "row_lost", "torn_last_line"])
 def test_transfer_nas_killed_resumes_exactly(uninterrupted, tmp_path, monkeypatch, trainings, kill):
     """Killed while training arch 3 of 4 (the first random one), or before / while writing its row."""
-    import nag.experiments.transfer_nas as transfer_nas
+    import nag.io as transfer_nas  # rows are written by nag.io.RowStore
 
     full_dir, full = uninterrupted("transfer_nas", TRANSFER)
     cfg = compose_config(TRANSFER)

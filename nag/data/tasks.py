@@ -148,19 +148,43 @@ def dataset_labels(dataset: Dataset) -> Tensor:
 
 
 def gather_images(dataset: Dataset, indices: Sequence[int] | np.ndarray) -> Tensor:
-    """Images ``indices`` of ``dataset`` stacked: [n, C, H, W]."""
+    """Images ``indices`` of ``dataset`` stacked: [n, C, H, W].
+
+    Fast for TensorDatasets and for datasets with a ``gather(indices) -> [n, C, H, W]`` method
+    (e.g. ``nag.data.images.ImageTensorDataset``).
+    """
+    index = torch.as_tensor(np.asarray(indices), dtype=torch.long)
     if isinstance(dataset, TensorDataset):
-        return dataset.tensors[0][torch.as_tensor(np.asarray(indices), dtype=torch.long)]
-    return torch.stack([dataset[int(i)][0] for i in indices])
+        return dataset.tensors[0][index]
+    if hasattr(dataset, "gather"):
+        return dataset.gather(index)
+    return torch.stack([dataset[int(i)][0] for i in index.tolist()])
 
 
 def relabel_subset(dataset: Dataset, mapping: Tensor) -> Dataset:
-    """Keep the items whose label maps to >= 0 and relabel them; TensorDatasets stay tensors."""
+    """Keep the items whose label maps to >= 0 and relabel them. TensorDatasets stay tensors;
+    a dataset with ``take(indices, targets) -> Dataset`` makes its own subset."""
     new = mapping[dataset_labels(dataset)]
     keep = (new >= 0).nonzero(as_tuple=True)[0]
     if isinstance(dataset, TensorDataset):
         return TensorDataset(dataset.tensors[0][keep], new[keep])
+    if hasattr(dataset, "take"):
+        return dataset.take(keep, new[keep])
     return RelabelledSubset(dataset, keep.tolist(), mapping)
+
+
+def param_name(base: str, builder: Callable[..., Any], **params: Any) -> str:
+    """A task name that tells builds apart: ``base`` plus the ``params`` that differ from the
+    ``builder``'s defaults, e.g. ``shapes(size=16)``. (Feature caches key on task names.)"""
+    defaults = {k: p.default for k, p in inspect.signature(builder).parameters.items()}
+    changed = [f"{k}={_short(v)}" for k, v in params.items() if _short(v) != _short(defaults.get(k, inspect.Parameter.empty))]
+    return f"{base}({','.join(changed)})" if changed else base
+
+
+def _short(value: Any) -> str:
+    if isinstance(value, (list, tuple)):
+        return "x".join(_short(v) for v in value)
+    return str(value)
 
 
 def stratified_split(
@@ -198,8 +222,8 @@ def stratified_split(
 
 # ----- registry front door ------------------------------------------------------------------
 def _register_builtins() -> None:
-    # Importing the modules registers "digits", "cifar10" and "cifar100".
-    from nag.data import digits, torchvision_tasks  # noqa: F401
+    # Importing the modules registers their tasks (digits, cifar10, shapes, image_folder, ...).
+    from nag.data import arrays, digits, image_folder, photo_patches, procedural, suites, torchvision_tasks  # noqa: F401
 
 
 def get_task(name: str, classes: Iterable[int] | None = None, **kwargs: Any) -> Task:

@@ -48,9 +48,10 @@ def load_meta_rows(cfg: DictConfig, space, seed: int) -> tuple[list[dict], dict[
         return read_metad2a(cfg.meta_db.metad2a_path, n_per_class)
     db = MetaDatabase(cfg.meta_db.path or ASSETS / "meta_db" / f"digits_{space.name}.jsonl")
     metric = str(cfg.meta_db.metric)
-    rows = [{"task": r["task"], "arch": r["arch"], "accuracy": r[metric]} for r in db.rows(missing_ok=False)]
+    rows = [{"task": r["task"], "arch": r["arch"], "accuracy": r[metric]} for r in db.rows(missing_ok=False, held_out=False)]
+    trained_on = {r["task"] for r in rows}  # held-out (evaluation) tasks are never trained on
     extractor = build_extractor(plain(cfg.dataset_encoder))
-    return rows, spec_features(extractor, db.task_specs(), n_per_class, seed)
+    return rows, spec_features(extractor, [s for s in db.task_specs() if s.id in trained_on], n_per_class, seed)
 
 
 def fit_rows(cfg: DictConfig, space, sde_config, rows: list[dict], features: dict[str, Tensor], seed: int):

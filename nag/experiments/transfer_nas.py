@@ -15,7 +15,8 @@ resumes and trains only what is missing.
 Results: ``best_arch``, ``best_val_acc``, ``best_test_acc``, ``random_best_arch``,
 ``random_best_test_acc``, ``n_trained``, ``n_candidates_unique``,
 ``predictor_spearman_on_task`` (predicted vs measured test accuracy over every arch trained in
-the run), ``generate_s``, ``wall_s``.
+the run), ``generate_s``, ``wall_s``, ``task`` and ``encoder_weights`` (the dataset encoder's
+weights: ``pretrained``, ``trained`` or ``random``; see ``nag.modules.nets.feature_extractor``).
 """
 from __future__ import annotations
 
@@ -141,4 +142,5 @@ def transfer_nas(cfg: DictConfig) -> dict:
         "generate_s": generate_s,
         "wall_s": time.perf_counter() - start,
         "task": task.name,
+        "encoder_weights": extractor.weights_kind,
     }

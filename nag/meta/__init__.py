@@ -1,4 +1,4 @@
 """Meta-training databases: (task, arch, metrics) rows from real training, for meta-predictors."""
-from nag.meta.database import MetaDatabase, MetaRow, TaskSpec, meta_task_specs
+from nag.meta.database import MetaDatabase, MetaRow, TaskSpec
 
-__all__ = ["MetaDatabase", "MetaRow", "TaskSpec", "meta_task_specs"]
+__all__ = ["MetaDatabase", "MetaRow", "TaskSpec"]

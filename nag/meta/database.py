@@ -1,99 +1,69 @@
 """A meta-training database: rows of (task, arch, accuracy) gathered by really training archs.
 
-Storage is one JSON-lines file, a :class:`nag.io.RowStore` keyed by (``task``, ``arch``): each row
-is appended once with a single fsynced write as its training finishes, so a killed builder loses
-only the rows in training, and a rerun resumes from the rows that are there without doubling one.
+Storage is one JSON-lines file, a :class:`nag.io.RowStore` keyed by (``task``, ``arch``,
+``seed``): each row is appended once with a single fsynced write as its training finishes, so a
+killed builder loses only the runs in training, and a rerun resumes from the rows that are there
+without doubling one.
 
 Row keys: ``task`` (task id), ``source`` (source task name), ``classes`` (original class ids),
 ``arch`` (``space.format`` string), ``val_acc``, ``test_acc`` (percent), ``wall_s``, ``seed``,
-``space`` (space name). Tasks are rebuilt from (source, classes), so the file stays small.
+``space`` (space name). Rows of recipe tasks (``nag.data.recipes.TaskSpec``) also carry
+``recipe`` (the JSON recipe), ``family`` and ``held_out`` (true: an evaluation task, never to
+be trained on). Tasks are rebuilt from their recipe, so the file stays small.
 """
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-from itertools import combinations
 from pathlib import Path
-from typing import Any
 
-import numpy as np
-
-from nag.errors import ConfigError, MissingDataError
+from nag.data.recipes import TaskSpec
+from nag.errors import MissingDataError
 from nag.io import RowStore
-
-
-@dataclass(frozen=True)
-class TaskSpec:
-    """A class-subset task of a source task."""
-
-    source: str
-    classes: tuple[int, ...]
-
-    @property
-    def id(self) -> str:
-        return f"{self.source}[{','.join(map(str, self.classes))}]"
-
-    def build(self, **source_kwargs: Any):
-        from nag.data import get_task
-
-        return get_task(self.source, classes=list(self.classes), **source_kwargs)
 
 
 MetaRow = dict  # one JSON row, keys documented in the module docstring
 
 
-def meta_task_specs(
-    source: str,
-    num_source_classes: int,
-    n_tasks: int,
-    classes_per_task: int,
-    seed: int = 0,
-    exclude: Iterable[Sequence[int]] = (),
-) -> list[TaskSpec]:
-    """``n_tasks`` distinct class subsets of ``source`` (sorted class ids), none in ``exclude``."""
-    excluded = {tuple(sorted(int(c) for c in ex)) for ex in exclude}
-    pool = [c for c in combinations(range(num_source_classes), classes_per_task) if c not in excluded]
-    if n_tasks > len(pool):
-        raise ConfigError(
-            f"asked for {n_tasks} meta-training tasks of {classes_per_task} classes from {source!r}, "
-            f"but only {len(pool)} distinct subsets exist (after exclusions); lower meta_db.n_tasks"
-        )
-    rng = np.random.default_rng(seed)
-    picks = rng.choice(len(pool), size=n_tasks, replace=False)
-    return [TaskSpec(source, tuple(pool[i])) for i in picks]
-
-
 class MetaDatabase:
     """Read/append access to a meta-database file."""
 
-    KEY = ("task", "arch")
+    KEY = ("task", "arch", "seed")
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self.store = RowStore(self.path, self.KEY)
 
-    def rows(self, missing_ok: bool = True) -> list[MetaRow]:
+    def rows(self, missing_ok: bool = True, held_out: bool | None = None) -> list[MetaRow]:
+        """Every row; ``held_out=False``: only rows a meta-predictor may train on, ``True``: only
+        evaluation rows (rows without the key are training rows)."""
         if not self.path.exists() and not missing_ok:
             raise MissingDataError(
                 f"meta-database {self.path} does not exist. Build one with "
                 f"`python -m nag.run experiment=build_meta_db`, or point meta_db.path at a file "
                 f"(JSON lines with keys task, source, classes, arch, val_acc, test_acc)."
             )
-        return self.store.rows()
+        rows = self.store.rows()
+        if held_out is None:
+            return rows
+        return [r for r in rows if bool(r.get("held_out", False)) == held_out]
 
     def append(self, row: MetaRow) -> bool:
-        """Append ``row`` unless its (task, arch) is in the file; True when it was written."""
+        """Append ``row`` unless its (task, arch, seed) is in the file; True when it was written."""
         return self.store.append(row)
 
     def done(self) -> set[tuple[str, str]]:
-        """(task id, arch) pairs already in the file."""
-        return self.store.keys()
+        """(task id, arch) pairs already in the file (any training seed)."""
+        return {(task, arch) for task, arch, _ in self.store.keys()}
+
+    def done_runs(self) -> set[tuple[str, str, int]]:
+        """(task id, arch, training seed) triples already in the file."""
+        return set(self.store.keys())
 
     def task_specs(self) -> list[TaskSpec]:
-        """The distinct tasks of the file, in first-seen order."""
+        """The distinct tasks of the file, in first-seen order (held-out ones included)."""
         seen: dict[str, TaskSpec] = {}
         for r in self.rows():
-            seen.setdefault(r["task"], TaskSpec(r["source"], tuple(r["classes"])))
+            if r["task"] not in seen:
+                seen[r["task"]] = TaskSpec.from_dict(r["recipe"]) if "recipe" in r else TaskSpec(r["source"], tuple(r["classes"]))
         return list(seen.values())
 
     def __len__(self) -> int:

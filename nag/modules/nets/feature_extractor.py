@@ -2,9 +2,14 @@
 
 Weights come from, in order:
 
-1. ``pretrained_path``, a local checkpoint file (``.safetensors``, ``.pth``/``.pt``/``.bin``);
+1. ``pretrained_path``, a local checkpoint file (``.safetensors``, ``.pth``/``.pt``/``.bin``):
+   a timm / torchvision-style state dict, or an encoder nag trained itself (``save_weights``);
 2. a local timm / Hugging Face / torch-hub cache that already holds the backbone's weights;
 3. otherwise a randomly initialised backbone with a FIXED seed, with a one-time warning.
+
+``weights_kind`` says which: ``pretrained`` (1 or 2, weights from elsewhere), ``trained`` (1, a
+file written by ``save_weights``: an encoder nag trained on its own tasks) or ``random`` (3).
+Experiments record it in results.json as ``encoder_weights``.
    Random convolutional features still separate datasets somewhat (they keep colour, texture
    and frequency statistics) but much less well than pretrained ones; a meta-predictor
    trained on random features must be used with the same random features (same seed), which
@@ -24,21 +29,32 @@ from torch import Tensor, nn
 from nag.errors import ConfigError, MissingDataError
 
 RANDOM_INIT_SEED = 0
+WEIGHT_KINDS = ("pretrained", "trained", "random")
+KIND_KEY = "nag_encoder_weights"  # marks a checkpoint written by save_weights (value: its kind)
 _warned_random: set[str] = set()
 
 
-def _load_state(path: Path) -> dict[str, Tensor]:
+def _load_state(path: Path) -> tuple[dict[str, Tensor], str]:
+    """(state dict, weights kind) of a checkpoint file; unmarked files are "pretrained"."""
+    kind = "pretrained"
     if path.suffix == ".safetensors":
+        from safetensors import safe_open
         from safetensors.torch import load_file
 
         state = load_file(str(path))
+        with safe_open(str(path), framework="pt") as f:
+            kind = (f.metadata() or {}).get(KIND_KEY, kind)
     else:
         state = torch.load(path, map_location="cpu", weights_only=True)
+        if isinstance(state, dict) and isinstance(state.get(KIND_KEY), str):
+            kind = state.pop(KIND_KEY)
     for key in ("state_dict", "model", "state_dict_ema"):
         if isinstance(state, dict) and key in state and isinstance(state[key], dict):
             state = state[key]
             break
-    return {k.removeprefix("module."): v for k, v in state.items()}
+    if kind not in WEIGHT_KINDS:
+        raise ConfigError(f"weights file {path} says {KIND_KEY}={kind!r}; expected one of {list(WEIGHT_KINDS)}")
+    return {k.removeprefix("module."): v for k, v in state.items()}, kind
 
 
 def cached_weights(model: nn.Module) -> Path | None:
@@ -109,8 +125,9 @@ class ImageFeatureExtractor(nn.Module):
         else:
             path = cached_weights(self.backbone)
         self.weights_source = "random(seed=%d)" % RANDOM_INIT_SEED
+        self.weights_kind = "random"
         if path is not None:
-            self._load(path)
+            self.weights_kind = self._load(path)
             self.weights_source = str(path)
         elif backbone not in _warned_random:
             _warned_random.add(backbone)
@@ -123,9 +140,10 @@ class ImageFeatureExtractor(nn.Module):
         self.backbone.eval().requires_grad_(False)
         self._cache: dict[tuple, Tensor] = {}
 
-    def _load(self, path: Path) -> None:
+    def _load(self, path: Path) -> str:
         own = self.backbone.state_dict()
-        state = {k: v for k, v in _load_state(path).items() if k in own}
+        loaded, kind = _load_state(path)
+        state = {k: v for k, v in loaded.items() if k in own}
         missing = [k for k in own if k not in state]
         if missing:
             raise ConfigError(
@@ -133,6 +151,24 @@ class ImageFeatureExtractor(nn.Module):
                 f"{len(missing)} tensors missing (e.g. {missing[:3]})"
             )
         self.backbone.load_state_dict(state)
+        return kind
+
+    def save_weights(self, path: str | os.PathLike, kind: str = "trained") -> Path:
+        """Write the backbone's weights to ``path`` (.safetensors, else torch), marked ``kind``,
+        so that ``pretrained_path=path`` reloads them and reports ``weights_kind == kind``."""
+        if kind not in WEIGHT_KINDS[:2]:
+            raise ConfigError(f"save_weights: kind must be 'pretrained' or 'trained', got {kind!r}")
+        path = Path(path)
+        state = {k: v.detach().cpu().contiguous() for k, v in self.backbone.state_dict().items()}
+        if path.suffix == ".safetensors":
+            from safetensors.torch import save
+
+            from nag.io import atomic_write_bytes
+
+            return atomic_write_bytes(path, save(state, metadata={KIND_KEY: kind}))
+        from nag.io import atomic_torch_save
+
+        return atomic_torch_save({"state_dict": state, KIND_KEY: kind}, path)
 
     def train(self, mode: bool = True) -> "ImageFeatureExtractor":
         super().train(mode)
