@@ -45,7 +45,7 @@ import numpy as np
 from omegaconf import DictConfig
 
 from nag.costs import Timing, check_metrics, cost_predictor_info, load_cost_predictor, measure_costs, timing_like
-from nag.diffusion.guidance import Guide, parse_constraint
+from nag.diffusion.guidance import DEFAULT_WEIGHT, Guide, parse_constraint
 from nag.errors import ConfigError
 from nag.experiments import build_space, call_with_config, experiment, plain, positive_int, run_dir
 from nag.experiments.generate import build_sampler, load_configured_prior, set_threads
@@ -53,7 +53,7 @@ from nag.io import atomic_write_text
 from nag.metrics import generation_metrics
 from nag.spaces.base import Arch, SearchSpace
 
-GUIDE_KEYS = ("predictor", "target", "weight", "direction", "goal", "schedule", "constraint", "sharpness")
+GUIDE_KEYS = ("predictor", "target", "weight", "direction", "goal", "schedule", "constraint", "sharpness", "scale")
 OBJECTIVE_DIRECTIONS = ("min", "max")
 
 
@@ -64,12 +64,13 @@ class GuideSpec:
 
     predictor: str
     target: str
-    weight: float = 1.0
+    weight: float = DEFAULT_WEIGHT
     direction: str | None = "max"
     goal: float | None = None
     schedule: str = "constant"
     constraint: tuple[str, float] | None = None
     sharpness: float = 10.0
+    scale: str = "standardized"
 
     @classmethod
     def from_config(cls, raw: Mapping[str, Any], i: int) -> GuideSpec:
@@ -96,7 +97,7 @@ class GuideSpec:
     def build(self, predictor: Any) -> Guide:
         return Guide(
             predictor, weight=self.weight, direction=self.direction, target=self.goal, target_index=self.target,
-            schedule=self.schedule, constraint=self.constraint, sharpness=self.sharpness,
+            schedule=self.schedule, constraint=self.constraint, sharpness=self.sharpness, scale=self.scale,
         )
 
 
