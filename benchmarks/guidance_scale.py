@@ -40,8 +40,17 @@ def experiment_defaults() -> dict[str, Any]:
     return {"predictor": cfg["predictor"], "solver": cfg["solver"], "n_heldout": cfg["n_heldout"]}
 
 
+# How standardized guides are calibrated now (rows of earlier calibrations stay apart in the report):
+# "noise_levels" = the unit measured at every noise level; rows without the key used the clean unit only.
+CALIBRATION = "noise_levels"
+
+
+def calibration(row: dict[str, Any]) -> str:
+    return row.get("calibration", "clean") if row["scale"] == "standardized" else "-"
+
+
 def setting_key(row: dict[str, Any]) -> tuple:
-    return (row["column"], row["direction"], row["seed"], row["scale"], row["weight"], row["diversity"])
+    return (row["column"], row["direction"], row["seed"], row["scale"], calibration(row), row["weight"], row["diversity"])
 
 
 def run(args: argparse.Namespace) -> None:
@@ -72,8 +81,9 @@ def run(args: argparse.Namespace) -> None:
     for spec in args.columns:
         column, _, direction = spec.partition(":")
         for seed in args.seeds:
+            kind = CALIBRATION if args.scale == "standardized" else "-"
             settings = [(w, d) for w in args.weights for d in args.diversity
-                        if (column, direction, seed, args.scale, w, d) not in done]
+                        if (column, direction, seed, args.scale, kind, w, d) not in done]
             if not settings:
                 continue
             labeled, heldout = split_labeled(table, args.n_labeled, defaults["n_heldout"], seed)
@@ -95,7 +105,8 @@ def run(args: argparse.Namespace) -> None:
                 sampler = GuidedSampler(prior, guides, solver=defaults["solver"], batch_size=args.n)
                 archs, sec = timed_sample(sampler, args.n, seed)
                 scores = sample_scores(archs, table, column, direction != "min")
-                row = {"column": column, "direction": direction, "seed": seed, "scale": args.scale, "weight": weight,
+                row = {"column": column, "direction": direction, "seed": seed, "scale": args.scale, "calibration": kind,
+                       "weight": weight,
                        "diversity": diversity, "unit": guides[0].unit, "predictor_spearman": rho,
                        "predictor_fit_s": fit_s, "sample_s": sec, **scores}
                 append_jsonl(log, row)
@@ -114,18 +125,19 @@ def report(args: argparse.Namespace) -> None:
         rows = [r for r in rows if (r["column"], r["direction"]) in wanted]
     by_setting: dict[tuple, list[dict]] = defaultdict(list)
     for r in rows:
-        by_setting[(r["scale"], r["weight"], r["diversity"])].append(r)
+        by_setting[(r["scale"], calibration(r), r["weight"], r["diversity"])].append(r)
     columns = sorted({(r["column"], r["direction"]) for r in rows})
     print(f"frac_top5 / uniqueness, mean over seeds; worst = min over (column, seed) of min(frac_top5, uniqueness)")
-    print("scale          weight  div  " + "  ".join(f"{c}:{d}"[:26].ljust(26) for c, d in columns) + "  worst")
-    for (scale, weight, div), rs in sorted(by_setting.items()):
+    print("scale         calibration   weight  div  " + "  ".join(f"{c}:{d}"[:26].ljust(26) for c, d in columns)
+          + "  worst")
+    for (scale, kind, weight, div), rs in sorted(by_setting.items()):
         cells = []
         for c, d in columns:
             cr = [r for r in rs if r["column"] == c and r["direction"] == d]
             cells.append(f"{fmean(r['frac_top5'] for r in cr):.3f} / {fmean(r['uniqueness'] for r in cr):.3f} "
                          f"({len(cr)})" if cr else "-")
         worst = min(min(r["frac_top5"], r["uniqueness"]) for r in rs)
-        print(f"{scale:<14} {weight:>6} {div:>4}  " + "  ".join(c.ljust(26) for c in cells) + f"  {worst:.3f}")
+        print(f"{scale:<13} {kind:<12} {weight:>6} {div:>4}  " + "  ".join(c.ljust(26) for c in cells) + f"  {worst:.3f}")
 
 
 def main(argv: list[str] | None = None) -> None:

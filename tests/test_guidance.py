@@ -427,7 +427,7 @@ def test_nb201_guided_by_a_table_fitted_linear_predictor(nb201_csv):
     prior = uniform_prior(space)
     solver, n = dict(name="pc", steps=40), 128
     plain = GuidedSampler(prior, solver=solver, batch_size=n).sample(n, seed=0)
-    guide = Guide(AnalyticPredictor(linear_acc, space_name="nb201"), weight=0.5)
+    guide = Guide(AnalyticPredictor(linear_acc, space_name="nb201"), weight=0.5, scale="absolute")
     guided = GuidedSampler(prior, [guide], solver=solver, batch_size=n).sample(n, seed=0)
     mean_plain = sum(acc[space.format(a)] for a in plain) / n
     mean_guided = sum(acc[space.format(a)] for a in guided) / n

@@ -94,3 +94,23 @@ def test_a_given_unit_is_kept_and_bad_settings_are_refused():
         Guide(AnalyticPredictor(soft_count_c), scale="absolute", unit=2.0)
     with pytest.raises(ConfigError, match="must be > 0"):
         Guide(AnalyticPredictor(soft_count_c), unit=0.0)
+
+
+def test_the_unit_follows_the_predictors_spread_at_each_noise_level():
+    """A noise-aware predictor shrinks toward its mean as noise grows; the unit shrinks with it."""
+    from test_guidance import posterior_count_c
+
+    from nag.diffusion.sde import VESDE
+
+    sde = VESDE(0.1, 5.0)
+    guide = Guide(AnalyticPredictor(posterior_count_c(sde)))
+    GuidedSampler(uniform_prior(SPACE, sde), [guide])
+    u = guide.unit_at(torch.tensor([0.0, 0.5, 1.0]))
+    assert u[0] == pytest.approx(guide.unit, rel=1e-5) and u[0] > u[1] > u[2] > 0
+    mid = guide.unit_at(torch.tensor([0.05]))  # linear between the calibrated levels
+    assert float(mid) == pytest.approx(0.5 * float(u[0] + guide.unit_at(torch.tensor([0.1]))[0]), rel=1e-5)
+    # the same metric in other units: the same guidance at every noise level
+    scaled = Guide(AnalyticPredictor(lambda x, t: 60.0 * posterior_count_c(sde)(x, t) - 3.0))
+    GuidedSampler(uniform_prior(SPACE, sde), [scaled])
+    x, t = torch.randn(8, 4, 3), torch.tensor([0.05, 0.2, 0.35, 0.5, 0.65, 0.8, 0.9, 1.0])
+    torch.testing.assert_close(guide.gradient(x, t, None), scaled.gradient(x, t, None), rtol=1e-4, atol=1e-5)

@@ -7,11 +7,15 @@ predictor was trained under the prior's SDE and on the prior's space.
 
 Units: by default (``scale="standardized"``) a ``Guide`` divides the prediction by its *unit*,
 the spread of the values the guide prefers (the std of the better half: the upper half for
-"max", the lower half for "min"). ``GuidedSampler`` measures it on the predictor's own clean
-predictions for ``CALIBRATION_ARCHS`` archs drawn uniformly from the space, so one weight means
-the same for accuracies in %, latencies in ms or params in M (docs/guidance.md). The better
+"max", the lower half for "min"). ``GuidedSampler`` measures it on the predictor's own
+predictions for ``CALIBRATION_ARCHS`` archs drawn uniformly from the space, at every noise level
+(``CALIBRATION_TIMES``, the archs perturbed by the prior's SDE), so one weight means the same for
+accuracies in %, latencies in ms or params in M, at every step (docs/guidance.md). The better
 half, not the whole spread: accuracy columns have a tail of broken archs (NB201: ~10%) that
-would otherwise set the unit. ``scale="absolute"`` keeps the weight on the raw output.
+would otherwise set the unit. Per noise level: a noise-aware predictor's outputs shrink toward
+their mean as noise grows, and by how much depends on the metric (NB201 at t = 0.7: accuracies
+keep ~0.9 of their clean spread, latencies ~0.5); one clean unit would leave such a metric
+under-guided early in sampling. ``scale="absolute"`` keeps the weight on the raw output.
 """
 from __future__ import annotations
 
@@ -56,6 +60,7 @@ SCALES = ("standardized", "absolute")
 DEFAULT_WEIGHT = 2.0
 CALIBRATION_ARCHS = 512  # uniform archs on which GuidedSampler measures a standardized guide's unit
 CALIBRATION_SEED = 0
+CALIBRATION_TIMES = 11  # noise levels t = 0, T/10, ..., T at which it is measured (linear in between)
 
 _CONSTRAINT = re.compile(r"^\s*(<=|>=)\s*([-+0-9.eE]+)\s*$")
 
@@ -166,9 +171,9 @@ class Guide(BaseGuide):
         sharpness: ``k`` of the softplus penalty, per unit (standardized) or per unit of the
             predictor's output (absolute).
         scale: "standardized" (the output is divided by ``unit``) or "absolute" (raw output).
-        unit: the spread that one unit of the objective stands for; None = measured by
-            ``calibrate`` (``GuidedSampler`` does it: the std of the preferred half of the
-            predictor's clean predictions on random archs, ``preferred_spread``).
+        unit: the spread that one unit of the objective stands for, at every noise level; None =
+            measured by ``calibrate`` (``GuidedSampler`` does it: the std of the preferred half
+            of the predictor's predictions on random archs, ``preferred_spread``, per noise level).
     """
 
     def __init__(
@@ -203,11 +208,23 @@ class Guide(BaseGuide):
         self.sharpness = float(sharpness)
         self.scale = scale
         self._unit = 1.0 if scale == "absolute" else (None if unit is None else float(unit))
+        self._unit_curve: tuple[Tensor, Tensor] | None = None  # (times [G], units [G]) from calibrate(sde=...)
 
     @property
     def unit(self) -> float | None:
-        """What one unit of the objective stands for in the predictor's output (None: not yet calibrated)."""
+        """What one unit of the objective stands for in the predictor's output, on clean archs (None: not yet calibrated)."""
         return self._unit
+
+    def unit_at(self, t: Tensor) -> Tensor | float:
+        """The unit at noise levels ``t [B]`` (one number when it does not depend on t)."""
+        if self._unit_curve is None:
+            return self._unit  # type: ignore[return-value]
+        t = torch.as_tensor(t)
+        times, units = (c.to(t) for c in self._unit_curve)
+        pos = (t.clamp(times[0], times[-1]) - times[0]) / (times[1] - times[0])
+        i = pos.floor().long().clamp(max=len(times) - 2)
+        frac = pos - i
+        return units[i] * (1 - frac) + units[i + 1] * frac
 
     @property
     def side(self) -> str | float:
@@ -221,15 +238,33 @@ class Guide(BaseGuide):
         return "lower" if self.constraint[0] == "<=" else "upper"  # type: ignore[index]
 
     @torch.no_grad()
-    def calibrate(self, x: Tensor) -> float:
-        """Set the unit from clean predictions on states ``x [R, N, V]`` (random archs); returns it."""
-        mean = self._column(self.predictor(x, torch.zeros(x.shape[0], dtype=x.dtype, device=x.device)))
-        self._unit = preferred_spread(mean.detach().double().cpu().numpy(), self.side)
+    def calibrate(self, x: Tensor, sde: SDE | None = None) -> float:
+        """Set the unit from predictions on clean states ``x [R, N, V]`` (random archs); returns the clean unit.
+
+        With ``sde``, also at ``CALIBRATION_TIMES`` noise levels (``x`` perturbed by it, seeded), so
+        the objective is standardized at every step of sampling.
+        """
+        def spread(states: Tensor, t: float) -> float:
+            mean = self._column(self.predictor(states, torch.full((states.shape[0],), t, dtype=x.dtype, device=x.device)))
+            return preferred_spread(mean.detach().double().cpu().numpy(), self.side)
+
+        self._unit = spread(x, 0.0)
+        self._unit_curve = None
+        if sde is not None:
+            from nag.diffusion.sde import perturb
+
+            gen = torch.Generator(device=x.device).manual_seed(CALIBRATION_SEED)
+            times = torch.linspace(0.0, float(sde.T), CALIBRATION_TIMES, dtype=torch.float64)
+            units = [self._unit] + [spread(perturb(sde, x, torch.full((x.shape[0],), float(t), dtype=x.dtype,
+                                                                       device=x.device), gen)[0], float(t))
+                                    for t in times[1:]]
+            self._unit_curve = (times, torch.tensor(units, dtype=torch.float64))
         return self._unit
 
     @property
     def needs_calibration(self) -> bool:
         return self._unit is None
+
     @staticmethod
     def _resolve_index(predictor: Any, target_index: int | str) -> int:
         if isinstance(target_index, str):
@@ -266,16 +301,17 @@ class Guide(BaseGuide):
         elif self.scale == "absolute":
             obj = DIRECTIONS[self.direction](mean, self.target)
         else:
+            unit = self.unit_at(t)
             obj = DIRECTIONS[self.direction](mean / unit, None if self.target is None else self.target / unit)
         if self.constraint is not None:
-            obj = obj + self._constraint_logp(mean, var, unit)
+            obj = obj + self._constraint_logp(mean, var, self.unit_at(t))
         return obj
 
-    def _constraint_logp(self, mean: Tensor, var: Tensor | None, unit: float = 1.0) -> Tensor:
+    def _constraint_logp(self, mean: Tensor, var: Tensor | None, unit: Tensor | float = 1.0) -> Tensor:
         op, c = self.constraint  # type: ignore[misc]
         excess = CONSTRAINT_EXCESS[op](mean, c)
         if var is None:  # the penalty's sharpness is per unit; with a variance the log-probability has no unit
-            return -F.softplus(self.sharpness * (excess if unit == 1.0 else excess / unit))
+            return -F.softplus(self.sharpness * (excess if isinstance(unit, float) and unit == 1.0 else excess / unit))
         return torch.special.log_ndtr(-excess / var.clamp_min(1e-12).sqrt())
 
     def __repr__(self) -> str:
@@ -483,9 +519,12 @@ def _check_compatible(prior: Any, guides: Sequence[BaseGuide]) -> None:
             )
 
 
-def calibrate_guides(guides: Sequence[BaseGuide], space: Any, device: torch.device | str = "cpu") -> None:
+def calibrate_guides(
+    guides: Sequence[BaseGuide], space: Any, device: torch.device | str = "cpu", sde: SDE | None = None
+) -> None:
     """Give every standardized ``Guide`` without a unit one, measured on ``CALIBRATION_ARCHS``
-    archs drawn uniformly from ``space`` (a fixed seed, so sampling stays reproducible)."""
+    archs drawn uniformly from ``space`` (a fixed seed, so sampling stays reproducible), and with
+    ``sde`` at every noise level."""
     todo = [g for g in guides if isinstance(g, Guide) and g.needs_calibration]
     if not todo:
         return
@@ -494,7 +533,7 @@ def calibrate_guides(guides: Sequence[BaseGuide], space: Any, device: torch.devi
     archs = space.sample(CALIBRATION_ARCHS, np.random.default_rng(CALIBRATION_SEED))
     x = (2.0 * space.encode_batch(archs) - 1.0).to(device)
     for guide in todo:
-        guide.calibrate(x)
+        guide.calibrate(x, sde)
 
 
 class GuidedSampler:
@@ -531,7 +570,7 @@ class GuidedSampler:
         self.progress = progress
         self.sde = build_sde(prior.sde)
         _check_compatible(prior, self.guides)
-        calibrate_guides(self.guides, prior.space, torch.device(getattr(prior, "device", "cpu")))
+        calibrate_guides(self.guides, prior.space, torch.device(getattr(prior, "device", "cpu")), self.sde)
 
     def score_fn(self) -> ScoreFn:
         """The prior's score plus every guide's term."""
@@ -578,6 +617,7 @@ __all__ = [
     "SCHEDULES",
     "BaseGuide",
     "CALIBRATION_ARCHS",
+    "CALIBRATION_TIMES",
     "DEFAULT_WEIGHT",
     "DiversityGuide",
     "Guide",
