@@ -50,7 +50,8 @@ def calibration(row: dict[str, Any]) -> str:
 
 
 def setting_key(row: dict[str, Any]) -> tuple:
-    return (row["column"], row["direction"], row["seed"], row["scale"], calibration(row), row["weight"], row["diversity"])
+    return (row["column"], row["direction"], row["seed"], row["scale"], calibration(row), row.get("schedule", "constant"),
+            row["weight"], row["diversity"])
 
 
 def run(args: argparse.Namespace) -> None:
@@ -83,7 +84,7 @@ def run(args: argparse.Namespace) -> None:
         for seed in args.seeds:
             kind = CALIBRATION if args.scale == "standardized" else "-"
             settings = [(w, d) for w in args.weights for d in args.diversity
-                        if (column, direction, seed, args.scale, kind, w, d) not in done]
+                        if (column, direction, seed, args.scale, kind, args.schedule, w, d) not in done]
             if not settings:
                 continue
             labeled, heldout = split_labeled(table, args.n_labeled, defaults["n_heldout"], seed)
@@ -99,14 +100,14 @@ def run(args: argparse.Namespace) -> None:
             fit_s = time.perf_counter() - start
             rho = predictor_spearman(pred, space, table, heldout, column, 0.0, seed)
             for weight, diversity in settings:
-                guidance = {"weight": weight, "direction": direction, "scale": args.scale,
+                guidance = {"weight": weight, "direction": direction, "scale": args.scale, "schedule": args.schedule,
                             "diversity": {"weight": diversity}}
                 guides = build_guides(pred, column, guidance)
                 sampler = GuidedSampler(prior, guides, solver=defaults["solver"], batch_size=args.n)
                 archs, sec = timed_sample(sampler, args.n, seed)
                 scores = sample_scores(archs, table, column, direction != "min")
                 row = {"column": column, "direction": direction, "seed": seed, "scale": args.scale, "calibration": kind,
-                       "weight": weight,
+                       "schedule": args.schedule, "weight": weight,
                        "diversity": diversity, "unit": guides[0].unit, "predictor_spearman": rho,
                        "predictor_fit_s": fit_s, "sample_s": sec, **scores}
                 append_jsonl(log, row)
@@ -125,19 +126,20 @@ def report(args: argparse.Namespace) -> None:
         rows = [r for r in rows if (r["column"], r["direction"]) in wanted]
     by_setting: dict[tuple, list[dict]] = defaultdict(list)
     for r in rows:
-        by_setting[(r["scale"], calibration(r), r["weight"], r["diversity"])].append(r)
+        by_setting[(r["scale"], calibration(r), r.get("schedule", "constant"), r["weight"], r["diversity"])].append(r)
     columns = sorted({(r["column"], r["direction"]) for r in rows})
     print(f"frac_top5 / uniqueness, mean over seeds; worst = min over (column, seed) of min(frac_top5, uniqueness)")
-    print("scale         calibration   weight  div  " + "  ".join(f"{c}:{d}"[:26].ljust(26) for c, d in columns)
+    print("scale         calibration  schedule  weight  div  " + "  ".join(f"{c}:{d}"[:26].ljust(26) for c, d in columns)
           + "  worst")
-    for (scale, kind, weight, div), rs in sorted(by_setting.items()):
+    for (scale, kind, schedule, weight, div), rs in sorted(by_setting.items()):
         cells = []
         for c, d in columns:
             cr = [r for r in rs if r["column"] == c and r["direction"] == d]
             cells.append(f"{fmean(r['frac_top5'] for r in cr):.3f} / {fmean(r['uniqueness'] for r in cr):.3f} "
                          f"({len(cr)})" if cr else "-")
         worst = min(min(r["frac_top5"], r["uniqueness"]) for r in rs)
-        print(f"{scale:<13} {kind:<12} {weight:>6} {div:>4}  " + "  ".join(c.ljust(26) for c in cells) + f"  {worst:.3f}")
+        print(f"{scale:<13} {kind:<12} {schedule:<9} {weight:>6} {div:>4}  " + "  ".join(c.ljust(26) for c in cells)
+              + f"  {worst:.3f}")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -150,6 +152,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--diversity", nargs="+", type=float, default=[0.0],
                         help="DiversityGuide weights (every weight is run with each)")
     parser.add_argument("--scale", default="standardized", choices=("standardized", "absolute"))
+    parser.add_argument("--schedule", default="constant", help="guidance weight schedule (nag.diffusion.guidance.SCHEDULES)")
     parser.add_argument("--n", type=int, default=256)
     parser.add_argument("--n-labeled", type=int, default=1000)
     parser.add_argument("--out", type=Path, default=REPO / "runs" / "guidance_scale")

@@ -40,6 +40,7 @@ SCHEDULES: dict[str, Callable[[Tensor], Tensor]] = {
     "constant": lambda u: torch.ones_like(u),
     "linear": lambda u: 1.0 - u,  # off at T, full at t = 0: predictors are least informative at T
     "cosine": lambda u: torch.cos(0.5 * math.pi * u),
+    "early": lambda u: u,  # full at T, off at t = 0: steer the coarse structure, let the prior settle details
 }
 
 # ----- objectives of a predicted mean ``m [B]``: log-probability up to a constant --------------
@@ -57,7 +58,7 @@ CONSTRAINT_EXCESS: dict[str, Callable[[Tensor, float], Tensor]] = {
 SCALES = ("standardized", "absolute")
 # The default guidance weight, in units of the guide's spread (scale="standardized"). Chosen on
 # NB201 columns the must-show columns are not (docs/guidance.md, "The default weight").
-DEFAULT_WEIGHT = 2.0
+DEFAULT_WEIGHT = 2.5
 CALIBRATION_ARCHS = 512  # uniform archs on which GuidedSampler measures a standardized guide's unit
 CALIBRATION_SEED = 0
 CALIBRATION_TIMES = 11  # noise levels t = 0, T/10, ..., T at which it is measured (linear in between)

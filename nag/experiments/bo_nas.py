@@ -64,12 +64,16 @@ def method_overrides(cfg: DictConfig) -> dict[str, Any]:
 
 
 def search_sources(cfg: DictConfig, space: Any, evaluator: Any) -> list[Source]:
-    """The ``source`` block's sources (the evaluator's table and metric for ``source.metrics``); only BO methods take them."""
+    """The ``source`` block's sources (the evaluator's table and metric for ``source.metrics``).
+
+    Only BO methods take sources; another method with sources is a ConfigError listing the BO methods.
+    """
     sources = load_sources(plain(cfg.get("source")), space, getattr(evaluator, "table", None),
                            getattr(evaluator, "metric", None), int(cfg.seed))
     if sources and method_settings(str(cfg.method))[0] != "bo":
         bo_methods = sorted(m for m, (searcher, _) in METHODS.items() if searcher == "bo")
-        raise ConfigError(f"source.* warm-starts a BO method ({', '.join(bo_methods)}); method={cfg.method} takes no sources")
+        raise ConfigError(f"source.* warm-starts a BO method ({', '.join(bo_methods)}); "
+                          f"method={cfg.method} takes no sources")
     return sources
 
 

@@ -66,11 +66,14 @@ def check_source_metric(table: Any, metric: str, target: str | None, what: str) 
         raise ConfigError(f"{what}: {metric!r} is not a column of {table.source}; its columns are {columns}")
     if target is not None and metric == target:
         others = [c for c in columns if c != target]
-        raise ConfigError(f"{what}: {metric!r} is the target metric itself; a source must be another column: one of {others}")
+        raise ConfigError(f"{what}: {metric!r} is the target metric itself; a source must be another column: "
+                          f"one of {others}")
     return metric
 
 
-def table_sources(table: Any, metrics: Sequence[str], target: str | None = None, what: str = "source.metrics") -> list[Source]:
+def table_sources(
+    table: Any, metrics: Sequence[str], target: str | None = None, what: str = "source.metrics"
+) -> list[Source]:
     """One Source per column ``metrics`` of ``table`` (a BenchmarkTable), none of them ``target``."""
     return [_finite_source(m, table.archs, table.values(check_source_metric(table, m, target, what))) for m in metrics]
 
