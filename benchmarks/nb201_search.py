@@ -261,16 +261,17 @@ def main(argv: list[str] | None = None) -> None:
     summary = summarise(wanted, args.csv, args.methods)
     write_outputs(wanted, summary, args.csv, args.methods, args.out)
     print(f"\nNB201 search efficiency, median queries over {len(seed_range)} seeds (wall {time.perf_counter() - start:.0f}s)")
-    print(f"{'method':<14}{'column':<20}{'top0.1%':>9}{'optimum':>9}{'found':>7}{'s/run':>8}{'guided':>8}")
+    width = max(14, *(len(m) + 2 for m in args.methods))
+    print(f"{'method':<{width}}{'column':<20}{'top0.1%':>9}{'optimum':>9}{'found':>7}{'s/run':>8}{'guided':>8}")
     for s in summary:
-        print(f"{s['method']:<14}{s['column']:<20}{s['median_q_top0.1%']:>9.1f}{s['median_q_optimum']:>9.1f}"
+        print(f"{s['method']:<{width}}{s['column']:<20}{s['median_q_top0.1%']:>9.1f}{s['median_q_optimum']:>9.1f}"
               f"{s['found_optimum']:>4}/{s['seeds']:<3}{s['mean_wall_s']:>7.1f}{s['guided_share']!s:>8}")
     if args.compare:
         a, b = args.compare
         print(f"\nseed by seed, {a} vs {b}: seeds where each needed fewer queries (Wilcoxon signed-rank p)")
         for c in paired(wanted, args.csv, a, b):
             print(f"{c['column']:<20}{c['target']:<9} {a} {c['a_fewer']:>3}  {b} {c['b_fewer']:>3}  "
-                  f"ties {c['ties']:>3}  p={c['p']:.3f}  ({c['seeds']} seeds)")
+                  f"ties {c['ties']:>3}  p={c['p']:.2g}  ({c['seeds']} seeds)")
     print(f"outputs: {args.out}/nb201_search.png, nb201_search_curves.csv, nb201_search_summary.csv")
 
 

@@ -426,7 +426,7 @@ class BayesOpt(Searcher):
         normal_form: bool = False,
         threads: int | None = 1,
         sources: Sequence[Any] = (),
-        transfer_strength: float = 5.0,
+        transfer_strength: float = 1.0,
     ) -> None:
         super().__init__(space)
         if n_init < 1 or q < 1:

@@ -100,7 +100,7 @@ class WarmStart:
         space: SearchSpace,
         surrogate: str = "fast",
         surrogate_params: dict[str, Any] | None = None,
-        strength: float = 5.0,
+        strength: float = 1.0,
         view: Callable[[list[Arch]], list[Arch]] = lambda archs: archs,
     ) -> None:
         if not sources:
