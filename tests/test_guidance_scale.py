@@ -114,3 +114,16 @@ def test_the_unit_follows_the_predictors_spread_at_each_noise_level():
     GuidedSampler(uniform_prior(SPACE, sde), [scaled])
     x, t = torch.randn(8, 4, 3), torch.tensor([0.05, 0.2, 0.35, 0.5, 0.65, 0.8, 0.9, 1.0])
     torch.testing.assert_close(guide.gradient(x, t, None), scaled.gradient(x, t, None), rtol=1e-4, atol=1e-5)
+
+
+def test_experiment_defaults_use_the_one_default_weight():
+    """guided_generation, transfer_nas and pareto_generation's objective guide all default to DEFAULT_WEIGHT, standardized."""
+    from nag.run import compose_config
+
+    gg = compose_config(["experiment=guided_generation"])
+    assert gg.guidance.weight == DEFAULT_WEIGHT and gg.guidance.scale == "standardized"
+    tn = compose_config(["experiment=transfer_nas"])
+    assert tn.guidance.weight == DEFAULT_WEIGHT and tn.guidance.scale == "standardized"
+    pg = compose_config(["experiment=pareto_generation"])
+    assert pg.guides[0].weight == DEFAULT_WEIGHT and "scale" not in pg.guides[0]  # the GuideSpec default
+    assert compose_config(["experiment=transfer_nas_paper"]).guidance.scale == "absolute"  # the paper's 1e4
