@@ -34,7 +34,8 @@ TOP_FRAC = 0.001
 def diagnose(table: Any, column: str, method: str, seed: int, cap: int,
              settings: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     """One search to the optimum; a row per model round."""
-    from nag.search import TableEvaluator, build_method, run_search
+    from nag.evaluation import TableEvaluator
+    from nag.search import build_method, run_search
     from nag.search.targets import transform_targets
 
     values = table.values(column)
@@ -106,7 +107,7 @@ def main(argv: list[str] | None = None) -> None:
 
     import torch
 
-    from nag.benchmarks.table import BenchmarkTable
+    from nag.tables.table import BenchmarkTable
     from nag.spaces import get_space
 
     torch.set_num_threads(1)

@@ -33,7 +33,7 @@ from typing import Any
 
 import torch
 
-from nag.benchmarks.table import BenchmarkTable
+from nag.tables.table import BenchmarkTable
 from nag.diffusion.guidance import GuidedSampler
 from nag.experiments.guided_generation import (
     build_guides,

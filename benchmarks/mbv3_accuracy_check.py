@@ -7,7 +7,7 @@ Reads ``samples.csv`` of ``experiment=pareto_generation`` (default: the one ``be
 run's constraints (default: ``latency_ms <= 5.5``) and the first ``k`` unguided samples (all, and
 separately counted those meeting the bound), and really trains each on the task with the budget
 the accuracy predictor was fit with (its saved record: task, budget, training seed), through the
-same path as its training data (``nag.costs.measure_accuracies``; resumable JSONL in ``--work``).
+same path as its training data (``nag.evaluation.measure.measure_accuracies``; resumable JSONL in ``--work``).
 Prints and writes (``accuracy_check.csv`` / ``.json`` in ``--out``) the true val/test accuracy of
 each set next to the predicted one.
 """
@@ -23,7 +23,8 @@ import numpy as np
 import torch
 from scipy.stats import spearmanr
 
-from nag.costs import cost_predictor_info, measure_accuracies
+from nag.evaluation.measure import measure_accuracies
+from nag.modules.cost_predictor import cost_predictor_info
 from nag.data.tasks import get_task
 from nag.experiments.pareto_generation import interleave, write_csv
 from nag.io import atomic_write_json

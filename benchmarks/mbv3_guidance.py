@@ -22,7 +22,7 @@ table
 table-free cpu
     The shipped CPU predictor (``mbv3_latency_cpu``) guides ``n`` samples to low latency; the
     guided samples, ``n`` unguided prior samples and ``n`` random subnets (``space.sample``) are
-    then *measured* here (nag.costs.LatencyMeter, interleaved, the predictor's own setting and ms
+    then *measured* here (nag.evaluation.latency.LatencyMeter, interleaved, the predictor's own setting and ms
     scale: 128 px, batch 1, 1 thread). Goal: guided median below the random subnets' 10th percentile.
 pareto
     ``experiment=pareto_generation`` with its defaults: predicted digits accuracy (``mbv3_digits_acc``)
@@ -42,17 +42,11 @@ import numpy as np
 import torch
 from scipy.stats import spearmanr
 
-from nag.costs import (
-    Timing,
-    cost_predictor_info,
-    fit_cost_predictor,
-    load_cost_predictor,
-    measure_costs,
-    read_table_costs,
-    regression_scores,
-    split_rows,
-    timing_like,
-)
+from nag.evaluation.latency import Timing, timing_like
+from nag.evaluation.measure import measure_costs
+from nag.metrics import regression_scores
+from nag.modules.cost_predictor import cost_predictor_info, fit_cost_predictor, load_cost_predictor, split_rows
+from nag.tables.readers import read_table_costs
 from nag.diffusion.guidance import Guide
 from nag.diffusion.prior import load_default_prior
 from nag.io import atomic_write_json

@@ -9,7 +9,7 @@ uncached call (build + warm-up + runs).
 
 ``--retest K``: test-retest of the two ways nag times an arch, on K random subnets measured twice
 (two passes over the same list): the plain median (``space.latency``, no cache) and the paired
-``nag.costs.LatencyMeter`` (median of t_arch / t_ref against a fixed reference, one reference_ms
+``nag.evaluation.latency.LatencyMeter`` (median of t_arch / t_ref against a fixed reference, one reference_ms
 for both passes). Prints the Spearman between the passes for each, the 1-minute load average
 before and after, and the wall time. On an idle machine both agree; under load (other jobs on
 the cores) the plain median follows the load, which is why measured latencies are paired.
@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from nag.costs import LatencyMeter, Timing
+from nag.evaluation.latency import LatencyMeter, Timing
 from nag.io import atomic_write_json
 from nag.spaces.mbv3 import MBv3Space
 

@@ -30,7 +30,7 @@ def main(argv: list[str] | None = None) -> None:
     import torch
     from scipy.stats import spearmanr
 
-    from nag.benchmarks.table import BenchmarkTable
+    from nag.tables.table import BenchmarkTable
     from nag.data import get_task
     from nag.meta.features import build_extractor
     from nag.modules.meta_predictor import MetaPredictor

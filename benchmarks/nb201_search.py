@@ -49,7 +49,7 @@ _TABLES: dict[str, Any] = {}
 
 
 def _table(csv: str) -> Any:
-    from nag.benchmarks.table import BenchmarkTable
+    from nag.tables.table import BenchmarkTable
     from nag.spaces import get_space
 
     if csv not in _TABLES:
@@ -61,7 +61,8 @@ def run_one(csv: str, method: str, column: str, seed: int, cap: int, overrides: 
     """One search; returns the run's row (values of every query in order)."""
     import torch
 
-    from nag.search import TableEvaluator, build_method, run_search
+    from nag.evaluation import TableEvaluator
+    from nag.search import build_method, run_search
     from nag.search.sources import load_sources
 
     torch.set_num_threads(1)

@@ -43,7 +43,8 @@ DEFAULT_VARIANTS: dict[str, dict[str, Any]] = {
 def record(table: Any, column: str, method: str, seed: int, at: list[int],
            settings: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     """Snapshots of one search: at each query count in ``at``, the history and the round's pool."""
-    from nag.search import TableEvaluator, build_method, run_search
+    from nag.evaluation import TableEvaluator
+    from nag.search import build_method, run_search
 
     snaps: list[dict[str, Any]] = []
 
@@ -97,7 +98,7 @@ def main(argv: list[str] | None = None) -> None:
 
     import torch
 
-    from nag.benchmarks.table import BenchmarkTable
+    from nag.tables.table import BenchmarkTable
     from nag.io import atomic_write_text
     from nag.spaces import get_space
 

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from scipy.stats import spearmanr
 
-from nag.benchmarks.table import BenchmarkTable
+from nag.tables.table import BenchmarkTable
 from nag.diffusion.sde import build_sde, perturb
 from nag.modules.arch_data import to_state
 from nag.modules.predictor import DEFAULT_NET, Predictor, fit_predictor

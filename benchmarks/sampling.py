@@ -42,7 +42,7 @@ def table_accuracy():
     """arch -> CIFAR-10 test accuracy from the NB201 table, or None when the table is absent."""
     if not TABLE.is_file():
         return None
-    from nag.benchmarks.table import BenchmarkTable
+    from nag.tables.table import BenchmarkTable
 
     table = BenchmarkTable.from_csv(TABLE, get_space("nb201"))
     return dict(zip(table.archs, table.values("cifar10_test_acc").tolist()))

@@ -39,7 +39,8 @@ def uncached() -> Iterator[None]:
 
 
 def timed_search(table: Any, method: str, column: str, budget: int, seed: int) -> tuple[float, list]:
-    from nag.search import TableEvaluator, build_method, run_search
+    from nag.evaluation import TableEvaluator
+    from nag.search import build_method, run_search
 
     searcher = build_method(method, table.space)
     start = time.perf_counter()
@@ -59,7 +60,7 @@ def main(argv: list[str] | None = None) -> None:
 
     import torch
 
-    from nag.benchmarks.table import BenchmarkTable
+    from nag.tables.table import BenchmarkTable
     from nag.spaces import get_space
 
     torch.set_num_threads(1)

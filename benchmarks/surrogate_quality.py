@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> None:
     import torch
     from scipy.stats import spearmanr
 
-    from nag.benchmarks.table import BenchmarkTable
+    from nag.tables.table import BenchmarkTable
     from nag.search.surrogate import fit_surrogate, predict_mean_std
     from nag.search.targets import transform_targets
     from nag.spaces import get_space

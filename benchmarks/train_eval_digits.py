@@ -16,7 +16,7 @@ import torch
 
 from nag.data import get_task
 from nag.spaces import get_space
-from nag.training import TrainBudget, train_eval_model
+from nag.evaluation.training import TrainBudget, train_eval_model
 
 ALL_CONV = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|nor_conv_3x3~0|nor_conv_3x3~1|nor_conv_3x3~2|"
 

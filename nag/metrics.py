@@ -1,4 +1,5 @@
-"""Generation metrics for sampled architectures (any search space).
+"""Metrics: generation metrics for sampled architectures (any search space), and ``regression_scores``
+of predictions against measured values.
 
 Definitions (the paper's, made precise):
 
@@ -119,10 +120,30 @@ def validity_threshold(x: Tensor, space: SearchSpace) -> float:
     return float(threshold_valid_mask(x, space).float().mean())
 
 
+
+
+def regression_scores(pred: np.ndarray, true: np.ndarray) -> dict[str, float]:
+    """``spearman``, ``kendall``, ``pearson``, ``mae``, ``r2`` of predictions against truth (1-D arrays)."""
+    from scipy.stats import kendalltau, pearsonr, spearmanr
+
+    pred, true = np.asarray(pred, dtype=np.float64), np.asarray(true, dtype=np.float64)
+    if len(true) < 3:
+        return {k: math.nan for k in ("spearman", "kendall", "pearson", "mae", "r2")}
+    ss = float(((true - true.mean()) ** 2).sum())
+    return {
+        "spearman": float(spearmanr(pred, true).statistic),
+        "kendall": float(kendalltau(pred, true).statistic),
+        "pearson": float(pearsonr(pred, true).statistic),
+        "mae": float(np.abs(pred - true).mean()),
+        "r2": 1.0 - float(((true - pred) ** 2).sum()) / ss if ss > 0 else math.nan,
+    }
+
+
 __all__ = [
     "generation_metrics",
     "op_frequencies",
     "op_kl",
+    "regression_scores",
     "threshold_tokens",
     "threshold_valid_mask",
     "validity_threshold",

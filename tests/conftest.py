@@ -35,7 +35,7 @@ def nb201_csv(shared_data: Path) -> Path:
 @pytest.fixture(scope="session")
 def nb201_table(nb201_csv: Path):
     """The NB201 table on the nb201 space, parsed once per session (tests only read it)."""
-    from nag.benchmarks.table import BenchmarkTable
+    from nag.tables.table import BenchmarkTable
     from nag.spaces import get_space
 
     return BenchmarkTable.from_csv(nb201_csv, get_space("nb201"))

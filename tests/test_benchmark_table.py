@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from nag.benchmarks import BenchmarkTable
+from nag.tables import BenchmarkTable
 from nag.errors import ArchNotInTableError, ConfigError, InvalidArchError, MissingDataError, UnknownNameError
 from nag.spaces.nb201 import NB201Space
 

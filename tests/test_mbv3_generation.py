@@ -1,5 +1,5 @@
 """Generation beyond NB201: the shipped mbv3 prior and CPU-latency predictor, cost measurement
-(nag.costs), multi-objective guided generation with a Pareto front (experiment=pareto_generation),
+(nag.evaluation.measure, nag.modules.cost_predictor), multi-objective guided generation with a Pareto front (experiment=pareto_generation),
 and a third-party space (examples/custom_space) that trains a prior and generates with nag as is."""
 from __future__ import annotations
 
@@ -15,25 +15,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import nag.spaces
-from nag.costs import (
-    COST_METRICS,
-    LatencyMeter,
-    Timing,
-    cost_predictor_info,
-    default_predictor_path,
-    fit_cost_predictor,
-    load_cost_predictor,
-    measure_accuracies,
-    measure_costs,
-    read_costs,
-    read_table_costs,
-    regression_scores,
-    resolve_predictor_path,
-    save_cost_predictor,
-    split_rows,
-    table_arch_fn,
-    timing_like,
-)
+from nag.evaluation.latency import LatencyMeter, Timing, timing_like
+from nag.evaluation.measure import COST_METRICS, measure_accuracies, measure_costs, read_costs
+from nag.metrics import regression_scores
+from nag.modules.cost_predictor import cost_predictor_info, default_predictor_path, fit_cost_predictor, load_cost_predictor, resolve_predictor_path, save_cost_predictor, split_rows
+from nag.tables.readers import read_table_costs, table_arch_fn
 from nag.diffusion.guidance import Guide
 from nag.diffusion.prior import default_prior_path, load_default_prior
 from nag.errors import ConfigError, MissingDataError
@@ -64,7 +50,7 @@ def small() -> MBv3Space:
     return MBv3Space(resolution=32)
 
 
-# ----- nag.costs: measuring -------------------------------------------------------------------
+# ----- nag.evaluation.measure: measuring -------------------------------------------------------------------
 def test_measure_costs_is_resumable_and_refuses_another_context(small, tmp_path):
     path = tmp_path / "costs.jsonl"
     archs = small.sample(5, 0)
@@ -108,11 +94,12 @@ def test_measure_costs_any_space_and_errors(tmp_path):
 
 def test_measure_accuracies_trains_for_real_and_resumes(small, tmp_path, monkeypatch):
     """Rows of really trained archs: appended per arch, not retrained on a rerun, refused under another budget."""
+    import nag.evaluation.measure as measure
     from nag.data import get_task
 
     calls = []
-    train_eval = MBv3Space.train_eval
-    monkeypatch.setattr(MBv3Space, "train_eval", lambda self, *a, **k: calls.append(a[0]) or train_eval(self, *a, **k))
+    train_eval = measure.train_eval
+    monkeypatch.setattr(measure, "train_eval", lambda space, arch, *a, **k: calls.append(arch) or train_eval(space, arch, *a, **k))
     task, budget, path = get_task("digits"), {"epochs": 1, "batch_size": 32, "max_steps": 2}, tmp_path / "acc.jsonl"
     archs = small.sample(2, 0)
     first = measure_accuracies(small, archs[:1], path, task, budget, progress=False)
@@ -180,7 +167,7 @@ def test_table_reader_and_ofa_table(ofa_csv):
     assert table_arch_fn(space, None) is None
 
 
-# ----- nag.costs: fitting --------------------------------------------------------------------
+# ----- nag.modules.cost_predictor: fitting --------------------------------------------------------------------
 def test_regression_scores_and_split():
     true = np.arange(10.0)
     s = regression_scores(true * 2 + 1, true)

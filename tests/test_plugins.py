@@ -135,12 +135,12 @@ def test_example_registered_directly(chain_module, spaces):
 
 def test_example_trains_on_digits(chain_module, spaces):
     from nag.data import get_task
-    from nag.training import TrainBudget
+    from nag.evaluation.training import TrainBudget, train_eval
 
     spaces.register("chain_cnn", chain_module.ChainCNNSpace)
     space = get_space("chain_cnn", C=4)
     arch = space.parse("conv3x3-dwconv3x3-maxpool3x3-conv5x5")
-    m = space.train_eval(arch, get_task("digits"), TrainBudget(epochs=1, max_steps=3), seed=0)
+    m = train_eval(space, arch, get_task("digits"), TrainBudget(epochs=1, max_steps=3), seed=0)
     assert 0.0 <= m["val_acc"] <= 100.0 and 0.0 <= m["test_acc"] <= 100.0
     assert m["steps"] == 3 and m["params_M"] > 0
 

@@ -10,7 +10,8 @@ from hypothesis import strategies as st
 from scipy.stats import norm
 
 from nag.errors import ConfigError, UnknownNameError
-from nag.search import EVALUATORS, SearchState, TableEvaluator, TrainEvalEvaluator, build_evaluator
+from nag.evaluation import EVALUATORS, TableEvaluator, TrainEvalEvaluator, build_evaluator
+from nag.search import SearchState
 from nag.search.acquisition import ACQUISITIONS, get_acquisition
 from nag.spaces import get_space
 
@@ -82,7 +83,7 @@ def test_table_evaluator_from_config_needs_a_path():
 
 def test_train_eval_evaluator_really_trains_once_per_arch():
     from nag.data import get_task
-    from nag.training import TrainBudget
+    from nag.evaluation.training import TrainBudget
 
     space = get_space("nb201", C=4, N=1)
     ev = TrainEvalEvaluator(space, get_task("digits"), TrainBudget(epochs=1, max_steps=3, batch_size=64), seed=0)

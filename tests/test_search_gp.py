@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from nag.errors import ConfigError
 from nag.modules.arch_data import to_state
 from nag.search import build_method, run_search
-from nag.search.evaluators import TableEvaluator
+from nag.evaluation.evaluators import TableEvaluator
 from nag.search.gp import fit_gp
 from nag.search.surrogate import SURROGATES, fit_surrogate, predict_mean_std
 from nag.search.targets import transform_targets

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from nag.errors import ConfigError, UnknownNameError
-from nag.search import METHODS, SearchContext, TableEvaluator, build_method, run_search
+from nag.evaluation import TableEvaluator
+from nag.search import METHODS, SearchContext, build_method, run_search
 from nag.search.bo import POOL_OPTIMIZERS, AcquisitionObjective, build_pool_optimizer
 from nag.search.surrogate import fit_surrogate, predict_mean_std
 from nag.spaces import get_space

@@ -14,7 +14,8 @@ from scipy.stats import spearmanr
 from nag.errors import ConfigError
 from nag.experiments import run_experiment
 from nag.run import compose_config
-from nag.search import TableEvaluator, build_method, run_search
+from nag.evaluation import TableEvaluator
+from nag.search import build_method, run_search
 from nag.search.sources import Source, load_sources, meta_db_sources, path_sources, table_sources
 from nag.search.surrogate import fit_surrogate, predict_mean_std
 from nag.search.targets import rank_gauss

@@ -12,7 +12,7 @@ from torch import nn
 from nag.data import Task, get_task
 from nag.errors import ConfigError
 from nag.modules import ClassifierModule
-from nag.training import TrainBudget, train_eval_model
+from nag.evaluation.training import TrainBudget, train_eval, train_eval_model
 
 KEYS = {"val_acc", "test_acc", "train_loss", "wall_s", "params_M", "epochs", "steps"}
 
@@ -139,6 +139,6 @@ def test_nb201_cell_trains_on_digits(digits: Task, monkeypatch: pytest.MonkeyPat
     monkeypatch.setenv("NAG_NUM_THREADS", "1")  # how a shared CPU runs train_eval
     space = get_space("nb201", C=8, N=1)
     arch = space.parse("|nor_conv_3x3~0|+|nor_conv_1x1~0|skip_connect~1|+|avg_pool_3x3~0|none~1|nor_conv_3x3~2|")
-    result = space.train_eval(arch, digits, {"epochs": 3, "batch_size": 32}, seed=0)
+    result = train_eval(space, arch, digits, {"epochs": 3, "batch_size": 32}, seed=0)
     assert set(result) == KEYS and result["steps"] == 3 * 34
     assert result["test_acc"] > 80  # chance is 10%

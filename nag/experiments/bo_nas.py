@@ -31,7 +31,8 @@ from omegaconf import DictConfig
 from nag.errors import ConfigError
 from nag.experiments import build_space, experiment, plain, positive_int, run_dir
 from nag.io import append_jsonl, read_jsonl
-from nag.search import METHODS, SearchContext, build_evaluator, build_method, method_settings, run_search
+from nag.evaluation import build_evaluator
+from nag.search import METHODS, SearchContext, build_method, method_settings, run_search
 from nag.search.sources import Source, load_sources, n_source_rows
 from nag.wandb_utils import log_metrics
 

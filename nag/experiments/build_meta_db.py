@@ -17,6 +17,7 @@ import numpy as np
 from omegaconf import DictConfig
 from tqdm import tqdm
 
+from nag.evaluation import train_eval
 from nag.experiments import build_budget, build_space, distinct_sample, experiment, plain, positive_int, run_dir
 from nag.meta import MetaDatabase, meta_task_specs
 from nag.wandb_utils import log_metrics
@@ -54,7 +55,7 @@ def build_meta_db(cfg: DictConfig) -> dict:
     with tqdm(total=len(specs) * n_archs, initial=len(specs) * n_archs - len(todo), desc="build_meta_db", unit="arch", disable=None) as bar:
         for spec, arch in todo:
             task = tasks.get(spec.id) or tasks.setdefault(spec.id, spec.build(**source_kwargs))
-            metrics = space.train_eval(arch, task, budget, seed=int(cfg.seed))
+            metrics = train_eval(space, arch, task, budget, seed=int(cfg.seed))
             row = {
                 "task": spec.id,
                 "source": spec.source,

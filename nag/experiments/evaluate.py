@@ -11,6 +11,7 @@ import statistics
 from omegaconf import DictConfig
 from tqdm import tqdm
 
+from nag.evaluation import train_eval
 from nag.errors import ConfigError
 from nag.experiments import build_budget, build_space, build_task, experiment, positive_int
 from nag.spaces import coerce_arch
@@ -29,7 +30,7 @@ def evaluate(cfg: DictConfig) -> dict:
     budget = build_budget(cfg)
     metrics = []
     for k in tqdm(range(runs), desc="evaluate", unit="run", disable=None):
-        m = space.train_eval(arch, task, budget, seed=int(cfg.seed) + k)
+        m = train_eval(space, arch, task, budget, seed=int(cfg.seed) + k)
         log_metrics({"run_val_acc": m["val_acc"], "run_test_acc": m["test_acc"]}, step=k)
         metrics.append(m)
     tests = [m["test_acc"] for m in metrics]

@@ -4,14 +4,14 @@
 
 - ``measure``: ``n_archs`` archs sampled from the space (``space.sample``, seeded) are measured
   on this machine into ``measure.path`` (default ``<run dir>/costs.jsonl``) by
-  ``nag.costs.measure_costs``: CPU latency by ``space.latency``, params/FLOPs by ``space.cost``.
+  ``nag.evaluation.measure.measure_costs``: CPU latency by ``space.latency``, params/FLOPs by ``space.cost``.
   The file is resumable: rerun with the same path and only the missing archs are measured.
 - ``train_eval``: ``n_archs`` sampled archs are really trained on ``task`` with the budget
-  ``train`` (``space.train_eval``, training seed ``train_seed``) into ``measure.path`` by
-  ``nag.costs.measure_accuracies``; targets ``val_acc`` / ``test_acc`` / ``train_loss`` (%) and
+  ``train`` (``nag.evaluation.train_eval``, training seed ``train_seed``) into ``measure.path`` by
+  ``nag.evaluation.measure.measure_accuracies``; targets ``val_acc`` / ``test_acc`` / ``train_loss`` (%) and
   the exact ``flops_M`` / ``params_M``. Resumable like ``measure`` (same ``n_archs`` and ``seed``).
 - ``table``: the rows of a benchmark CSV (``benchmark.path``; ``benchmark.arch`` says how a row
-  names its arch, see ``nag.costs.table_arch_fn``).
+  names its arch, see ``nag.tables.readers.table_arch_fn``).
 
 The predictor (``nag.modules.predictor.fit_predictor``) learns every column of ``targets`` on
 ``n_train`` rows (null: all but ``heldout_frac``), under the SDE of the prior it will guide
@@ -32,17 +32,10 @@ from typing import Any
 import numpy as np
 from omegaconf import DictConfig
 
-from nag.costs import (
-    Timing,
-    check_metrics,
-    default_predictor_path,
-    fit_cost_predictor,
-    measure_accuracies,
-    measure_costs,
-    read_table_costs,
-    save_cost_predictor,
-    split_rows,
-)
+from nag.evaluation.latency import Timing
+from nag.evaluation.measure import check_metrics, measure_accuracies, measure_costs
+from nag.modules.cost_predictor import default_predictor_path, fit_cost_predictor, save_cost_predictor, split_rows
+from nag.tables.readers import read_table_costs
 from nag.diffusion.prior import default_prior_path, read_prior_checkpoint
 from nag.errors import ConfigError, MissingDataError
 from nag.experiments import (
@@ -75,7 +68,7 @@ def row_values(rows: Sequence[Mapping[str, Any]], targets: Sequence[str]) -> dic
 
 @SOURCES.register("measure")
 def measured_costs(cfg: DictConfig, space: Any, targets: list[str], info: dict[str, Any]) -> tuple[list, dict[str, np.ndarray]]:
-    """``n_archs`` sampled archs measured here (``nag.costs.measure_costs``)."""
+    """``n_archs`` sampled archs measured here (``nag.evaluation.measure.measure_costs``)."""
     path, measure = rows_path(cfg)
     timing = call_with_config("measure", "timing", Timing, measure)
     archs = space.sample(positive_int(cfg, "n_archs"), int(cfg.seed))
@@ -87,7 +80,7 @@ def measured_costs(cfg: DictConfig, space: Any, targets: list[str], info: dict[s
 
 @SOURCES.register("train_eval")
 def trained_accuracies(cfg: DictConfig, space: Any, targets: list[str], info: dict[str, Any]) -> tuple[list, dict[str, np.ndarray]]:
-    """``n_archs`` sampled archs really trained on ``task`` with budget ``train`` (``nag.costs.measure_accuracies``)."""
+    """``n_archs`` sampled archs really trained on ``task`` with budget ``train`` (``nag.evaluation.measure.measure_accuracies``)."""
     path, _ = rows_path(cfg)
     archs = space.sample(positive_int(cfg, "n_archs"), int(cfg.seed))
     rows = measure_accuracies(

@@ -44,7 +44,7 @@ import numpy as np
 import torch
 from omegaconf import DictConfig
 
-from nag.benchmarks.table import BenchmarkTable
+from nag.tables.table import BenchmarkTable
 from nag.diffusion.guidance import DEFAULT_WEIGHT, BaseGuide, DiversityGuide, Guide, GuidedSampler, parse_constraint
 from nag.errors import ConfigError, MissingDataError
 from nag.experiments import build_space, call_with_config, experiment, plain, positive_int, run_dir

@@ -14,10 +14,10 @@ for ``direction: target``).
 
 The run draws ``n`` guided and ``n_unguided`` unguided samples from the prior (``prior.path``,
 default: the shipped one) with the same solver and seed, predicts every guide's target for each
-(clean, t = 0), and measures the ``measure`` metrics for real (``nag.costs.COST_METRICS``: CPU
+(clean, t = 0), and measures the ``measure`` metrics for real (``nag.evaluation.measure.COST_METRICS``: CPU
 latency, params, FLOPs; guided and unguided archs interleaved so that machine load hits both
 alike; resumable ``costs.jsonl``; latencies on the scale of the guides' cost predictors, see
-``nag.costs.timing_like``). The front is computed over ``front`` (a list of
+``nag.evaluation.latency.timing_like``). The front is computed over ``front`` (a list of
 ``{column, direction}``; null = one axis per guide: its measured metric when measured, else its
 prediction, with the guide's direction, or the side its constraint bounds).
 
@@ -44,7 +44,9 @@ from typing import Any
 import numpy as np
 from omegaconf import DictConfig
 
-from nag.costs import Timing, check_metrics, cost_predictor_info, load_cost_predictor, measure_costs, timing_like
+from nag.evaluation.latency import Timing, timing_like
+from nag.evaluation.measure import check_metrics, measure_costs
+from nag.modules.cost_predictor import cost_predictor_info, load_cost_predictor
 from nag.diffusion.guidance import DEFAULT_WEIGHT, Guide, parse_constraint
 from nag.errors import ConfigError
 from nag.experiments import build_space, call_with_config, experiment, plain, positive_int, run_dir

@@ -24,7 +24,8 @@ from omegaconf import DictConfig
 
 from nag.experiments import build_budget, build_space, build_task, distinct_sample, experiment, positive_int, run_dir
 from nag.io import append_jsonl, read_jsonl
-from nag.search import SearchContext, TrainEvalEvaluator, build_method, run_search
+from nag.evaluation import TrainEvalEvaluator
+from nag.search import SearchContext, build_method, run_search
 from nag.wandb_utils import log_metrics
 
 HISTORY = "history.jsonl"

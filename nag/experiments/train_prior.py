@@ -12,16 +12,17 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-import lightning as L
 import torch
+from lightning.pytorch import seed_everything
 from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
 from omegaconf import DictConfig
 
 from nag.diffusion.prior import Prior, default_prior_path, save_prior
-from nag.experiments import build_space, call_with_config, experiment, plain, run_dir
+from nag.experiments import build_space, call_with_config, experiment, plain, run_dir, trainer_settings
 from nag.experiments.generate import sample_and_measure, set_threads
 from nag.modules.arch_data import ArchDataModule, to_state
 from nag.modules.score import ScoreModule, dsm_loss
+from nag.modules.trainer import build_trainer
 
 
 @torch.no_grad()
@@ -36,14 +37,13 @@ def dataset_loss(prior: Prior, x0: torch.Tensor, repeats: int = 4, seed: int = 0
     return total / count
 
 
-def _trainer(cfg: DictConfig, out: Path) -> L.Trainer:
+def _trainer(cfg: DictConfig, out: Path) -> Any:
     from nag.wandb_utils import lightning_logger
 
     train = cfg.train
-    return L.Trainer(
+    return build_trainer(
+        trainer_settings(cfg),
         max_steps=int(train.max_steps),
-        accelerator="auto",
-        devices=1,
         logger=lightning_logger("prior/"),
         callbacks=[
             ModelCheckpoint(dirpath=out, filename="step{step}", save_last=True, save_top_k=0,
@@ -52,8 +52,7 @@ def _trainer(cfg: DictConfig, out: Path) -> L.Trainer:
         ],
         log_every_n_steps=int(train.get("log_every", 50)),
         default_root_dir=str(out),
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
+        enable_checkpointing=True,
         limit_val_batches=0,
     )
 
@@ -63,7 +62,7 @@ def train_prior(cfg: DictConfig) -> dict[str, Any]:
     set_threads(cfg)
     out = run_dir()
     space = build_space(cfg)
-    L.seed_everything(int(cfg.seed), workers=True, verbose=False)
+    seed_everything(int(cfg.seed), workers=True, verbose=False)
     data = call_with_config("data", "data", lambda **kw: ArchDataModule(space, **kw), plain(cfg.data))
     optim = {k: cfg.train[k] for k in ("lr", "warmup_steps", "ema_decay", "grad_clip")}
     module = ScoreModule.for_space(space, plain(cfg.sde), plain(cfg.net), **optim)

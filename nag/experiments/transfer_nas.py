@@ -25,6 +25,7 @@ from omegaconf import DictConfig
 from scipy.stats import spearmanr
 from tqdm import tqdm
 
+from nag.evaluation import train_eval
 from nag.errors import MissingDataError
 from nag.experiments import build_budget, build_space, build_task, distinct_sample, experiment, plain, run_dir
 from nag.experiments.generate import build_sampler, load_configured_prior
@@ -97,7 +98,7 @@ def transfer_nas(cfg: DictConfig) -> dict:
         name = space.format(arch)
         row = done.get((group, name))
         if row is None:
-            m = space.train_eval(arch, task, budget, seed=seed)
+            m = train_eval(space, arch, task, budget, seed=seed)
             pred = float(predictor.predict_archs([arch], t=0.0)[0][0, 0])
             row = {"group": group, "arch": name, "predicted": pred, **{x: m[x] for x in ("val_acc", "test_acc", "wall_s")}}
             append_jsonl(path, row)

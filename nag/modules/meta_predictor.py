@@ -19,6 +19,7 @@ from torch import Tensor, nn
 from nag.errors import ConfigError
 from nag.modules.nets.gnn import GraphEncoder, mlp_head
 from nag.modules.nets.set_encoder import DatasetEncoder
+from nag.modules.trainer import TrainerSettings
 from nag.modules.predictor import (
     FrozenPredictor,
     PREDICTOR_NETS,
@@ -254,7 +255,7 @@ def fit_meta_predictor(
     seed: int = 0,
     progress: bool = False,
     logger: Any = None,
-    accelerator: str = "cpu",
+    trainer: TrainerSettings | Mapping[str, Any] | None = None,
 ) -> MetaPredictor:
     """Train a meta-predictor on (task, arch, value) rows.
 
@@ -300,7 +301,7 @@ def fit_meta_predictor(
         steps = epochs * len(batches)
     if not steps or steps < 1:
         raise ConfigError(f"training length must be positive: got steps={steps}, epochs={epochs}")
-    train_module(module, batches, steps, seed, progress, logger, accelerator)
+    train_module(module, batches, steps, seed, progress, logger, trainer)
     return module.meta_predictor(space)
 
 

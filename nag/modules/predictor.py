@@ -14,9 +14,7 @@ own noise draws) gives a mean and an (epistemic) variance across members; M = 1 
 """
 from __future__ import annotations
 
-import contextlib
 import inspect
-import logging
 import math
 import os
 from collections.abc import Iterator, Mapping, Sequence
@@ -31,6 +29,7 @@ from torch import Tensor, nn
 from nag.io import atomic_torch_save
 from nag.diffusion.sde import SDE, bcast, build_sde, perturb, sample_time
 from nag.errors import CheckpointMismatchError, ConfigError
+from nag.modules.trainer import TrainerSettings, build_trainer, quiet_lightning
 from nag.registry import Registry
 from nag.spaces.base import Arch, SearchSpace
 
@@ -449,7 +448,20 @@ def check_space(space: SearchSpace, recorded: Mapping[str, Any], what: str) -> N
 
 # ----- fitting -----------------------------------------------------------------------------
 class TensorBatches:
-    """Shuffled in-memory minibatches of aligned tensors (one indexing op per batch, no collation)."""
+    """Shuffled in-memory minibatches of aligned tensors (one indexing op per batch, no collation).
+
+    Sharded for DDP (``shard(rank, world)``, set by ``train_module`` from its Trainer), every rank
+    draws the same order and keeps its 1/W share of each batch, so W ranks together see each batch
+    once and their averaged gradients are the whole batch's; a last batch smaller than W is skipped.
+    """
+
+    rank: int = 0
+    world: int = 1
+
+    def shard(self, rank: int, world: int) -> TensorBatches:
+        """Keep rank ``rank``'s share of each batch, of ``world`` ranks."""
+        self.rank, self.world = int(rank), int(world)
+        return self
 
     def __init__(self, *tensors: Tensor, batch_size: int, seed: int = 0) -> None:
         self.tensors = tensors
@@ -461,10 +473,13 @@ class TensorBatches:
         return math.ceil(self.n / self.batch_size)
 
     def __iter__(self) -> Iterator[tuple[Tensor, ...]]:
+        rank, world = self.rank, self.world
         order = torch.randperm(self.n, generator=self.generator)
         for i in range(0, self.n, self.batch_size):
             idx = order[i : i + self.batch_size]
-            yield tuple(t[idx] for t in self.tensors)
+            if len(idx) < world:
+                continue
+            yield tuple(t[idx[rank::world]] for t in self.tensors)
 
 
 def target_matrix(y: Mapping[str, Any], targets: Sequence[str], n: int) -> Tensor:
@@ -493,22 +508,6 @@ def target_stats(y: Tensor) -> tuple[Tensor, Tensor]:
     return mean, var.sqrt().clamp_min(1e-6)
 
 
-@contextlib.contextmanager
-def _quiet_lightning(quiet: bool) -> Iterator[None]:
-    """Mute Lightning's per-fit banner (GPU/TPU availability, tips): BO loops refit every round."""
-    names = ("lightning.pytorch.utilities.rank_zero", "lightning.pytorch.accelerators.cuda")
-    loggers = [logging.getLogger(n) for n in names]
-    levels = [lg.level for lg in loggers]
-    if quiet:
-        for lg in loggers:
-            lg.setLevel(logging.WARNING)
-    try:
-        yield
-    finally:
-        for lg, level in zip(loggers, levels):
-            lg.setLevel(level)
-
-
 def train_module(
     module: L.LightningModule,
     batches: TensorBatches,
@@ -516,27 +515,24 @@ def train_module(
     seed: int,
     progress: bool = False,
     logger: Any = None,
-    accelerator: str = "cpu",
+    trainer: TrainerSettings | Mapping[str, Any] | None = None,
 ) -> None:
     """Run ``steps`` optimisation steps of ``module`` with a Lightning Trainer, deterministically.
 
-    The caller's global RNG state is restored afterwards.
+    ``trainer``: where to train (``nag.modules.trainer.TrainerSettings``; default: auto accelerator,
+    one device). The module ends on the CPU; the caller's global RNG state is restored afterwards.
     """
-    with torch.random.fork_rng(devices=[]), _quiet_lightning(not progress):
+    with torch.random.fork_rng(devices=[]), quiet_lightning(not progress):
         torch.manual_seed(seed)
-        trainer = L.Trainer(
+        fit = build_trainer(
+            trainer,
             max_steps=steps,
             max_epochs=-1,
-            accelerator=accelerator,
-            devices=1,
             logger=logger if logger is not None else False,
-            enable_checkpointing=False,
             enable_progress_bar=progress,
-            enable_model_summary=False,
-            num_sanity_val_steps=0,
             gradient_clip_val=1.0,
         )
-        trainer.fit(module, train_dataloaders=batches)
+        fit.fit(module, train_dataloaders=batches.shard(fit.global_rank, fit.world_size))
     module.cpu()
 
 
@@ -558,7 +554,7 @@ def fit_predictor(
     seed: int = 0,
     progress: bool = False,
     logger: Any = None,
-    accelerator: str = "cpu",
+    trainer: TrainerSettings | Mapping[str, Any] | None = None,
 ) -> Predictor:
     """Train a predictor on ``(archs, y)`` and return the plain Predictor.
 
@@ -571,6 +567,7 @@ def fit_predictor(
         ensemble: members M (mean and variance across them).
         steps / epochs: training length (``epochs`` overrides ``steps`` when given).
         net_config: member network (default ``DEFAULT_NET``).
+        trainer: where to train (``nag.modules.trainer.TrainerSettings``; default: auto, one device).
     """
     from nag.modules.arch_data import to_state
 
@@ -598,7 +595,7 @@ def fit_predictor(
         steps = epochs * len(batches)
     if not steps or steps < 1:
         raise ConfigError(f"training length must be positive: got steps={steps}, epochs={epochs}")
-    train_module(module, batches, steps, seed, progress, logger, accelerator)
+    train_module(module, batches, steps, seed, progress, logger, trainer)
     return module.predictor(space)
 
 

@@ -1,4 +1,5 @@
-"""Search: evaluators, the resumable search loop, baselines, and BO with pluggable pools.
+"""Search: the resumable search loop, baselines, and BO with pluggable pools (evaluators are in
+nag.evaluation).
 
 A *method* is a named preset of a search method and its settings (``METHODS``); the bo_nas
 experiment and the NB201 search benchmark pick methods by these names, so both run the same
@@ -10,16 +11,6 @@ import copy
 from typing import Any
 
 from nag.errors import UnknownNameError
-from nag.search.evaluators import (
-    EVALUATORS,
-    Evaluator,
-    EvaluatorProtocol,
-    Query,
-    TableEvaluator,
-    TrainEvalEvaluator,
-    build_evaluator,
-    list_evaluators,
-)
 from nag.search.loop import SEARCHERS, SearchContext, Searcher, SearchResult, build_searcher, run_search
 from nag.search.state import SearchState
 
@@ -74,14 +65,6 @@ def build_method(method: str, space: Any, overrides: dict[str, Any] | None = Non
 
 
 __all__ = [
-    "EVALUATORS",
-    "Evaluator",
-    "EvaluatorProtocol",
-    "Query",
-    "TableEvaluator",
-    "TrainEvalEvaluator",
-    "build_evaluator",
-    "list_evaluators",
     "SEARCHERS",
     "SearchContext",
     "Searcher",

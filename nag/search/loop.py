@@ -18,7 +18,7 @@ import numpy as np
 
 from nag.errors import ConfigError
 from nag.registry import Registry
-from nag.search.evaluators import Evaluator, Query
+from nag.evaluation.evaluators import Evaluator, Query
 from nag.search.state import SearchState
 from nag.spaces.base import Arch, SearchSpace
 

@@ -80,7 +80,7 @@ def table_sources(
 
 def path_sources(entries: Sequence[Any], space: SearchSpace) -> list[Source]:
     """One Source per ``{path, metric}`` entry: the column ``metric`` of the table at ``path``."""
-    from nag.benchmarks.table import BenchmarkTable
+    from nag.tables.table import BenchmarkTable
 
     out = []
     for i, entry in enumerate(entries):

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from nag.errors import ConfigError
-from nag.search.evaluators import Evaluator
+from nag.evaluation.evaluators import Evaluator
 from nag.spaces.base import SearchSpace
 
 STATE_VERSION = 1

@@ -9,7 +9,9 @@ Graph view used by the diffusion model and the predictors:
 * ``positions`` [N]: integer position ids fed to the score network's position encoding.
 
 A new space implements ``ops``, ``num_nodes``, ``adjacency``, ``to_tokens``/``from_tokens``,
-``parse``/``format`` and ``build``; encode, decode, sampling, mutation and training come from here.
+``parse``/``format`` and ``build``; encode, decode, sampling and mutation come from here. Training
+(``nag.evaluation.train_eval``) trains ``build(arch, task)``; a space with its own recipe defines
+``train_eval(arch, task, budget, seed, logger) -> dict`` and is trained that way instead.
 """
 from __future__ import annotations
 
@@ -240,7 +242,7 @@ class SearchSpace(ABC):
         nbrs = cache[arch] = tuple(self.neighbours(arch))
         return nbrs
 
-    # ----- cost and training ------------------------------------------------------------
+    # ----- cost ------------------------------------------------------------
     def cost(self, arch: Arch) -> dict[str, float]:
         """{'params_M', 'flops_M'} of ``build(arch)``. Default counts params; FLOPs by hooks."""
         from nag.spaces.costing import count_cost
@@ -250,19 +252,6 @@ class SearchSpace(ABC):
     def default_input_shape(self) -> tuple[int, int, int]:
         """(C, H, W) used by build(arch, None) and cost()."""
         return (3, 32, 32)
-
-    def train_eval(
-        self,
-        arch: Arch,
-        task: Any,
-        budget: Any = None,
-        seed: int = 0,
-        logger: Any = None,
-    ) -> dict[str, float]:
-        """Really train ``build(arch, task)`` on ``task``; returns val/test accuracy (%) and wall_s."""
-        from nag.training import train_eval_model
-
-        return train_eval_model(lambda: self.build(arch, task), task, budget=budget, seed=seed, logger=logger)
 
     # ----- identity ---------------------------------------------------------------------
     def describe(self) -> dict[str, Any]:
@@ -280,12 +269,3 @@ def coerce_arch(space: SearchSpace, arch: Arch | str) -> Arch:
     if not space.is_valid(arch):
         raise InvalidArchError(f"{arch!r} is not an architecture of space {space.name!r}")
     return arch
-
-
-def budget_from(value: Any) -> Mapping[str, Any]:
-    """Budgets may be an int (epochs) or a mapping."""
-    if value is None:
-        return {}
-    if isinstance(value, int):
-        return {"epochs": value}
-    return dict(value)

@@ -1,27 +1,30 @@
 """The one real training routine: train a classifier on a task, report val/test accuracy.
 
-``train_eval_model(build_fn, task, budget, seed)`` is what ``SearchSpace.train_eval`` calls for
-every architecture; search loops and experiments never train classifiers any other way.
+``train_eval(space, arch, task, budget, seed)`` trains one architecture: the space's own
+``train_eval`` method when the plugin defines one, else ``train_eval_model`` on
+``space.build(arch, task)``. Search loops and experiments never train classifiers any other way.
 """
 from __future__ import annotations
 
 import contextlib
 import dataclasses
-import logging
 import os
 import random
 import time
-import warnings
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
+from lightning.pytorch import seed_everything
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from nag.errors import ConfigError
+from nag.modules.classifier import ClassifierModule
+from nag.modules.trainer import TrainerSettings, build_trainer, quiet_lightning
+from nag.spaces.base import Arch, SearchSpace
 
 
 @dataclass(frozen=True)
@@ -107,6 +110,7 @@ def train_eval_model(
     logger: Any = None,
     progress: bool = False,
     num_threads: int | None = None,
+    trainer: TrainerSettings | Mapping[str, Any] | None = None,
 ) -> dict[str, float]:
     """Really train ``build_fn()`` on ``task.train``; evaluate on ``task.val`` and ``task.test``.
 
@@ -119,6 +123,7 @@ def train_eval_model(
         progress: show Lightning's progress bar.
         num_threads: torch intra-op threads for this run (restored afterwards); default
             $NAG_NUM_THREADS, else torch's setting. On a shared CPU, 1 avoids thread thrashing.
+        trainer: where to train (``nag.modules.trainer.TrainerSettings``; default: auto, one device).
 
     Returns:
         ``val_acc``, ``test_acc`` (percent, after the last step), ``train_loss`` (mean over the
@@ -127,14 +132,10 @@ def train_eval_model(
 
     The caller's global RNG states are restored afterwards.
     """
-    import lightning as L
-
-    from nag.modules.classifier import ClassifierModule
-
     budget = TrainBudget.from_any(budget)
     start = time.perf_counter()
-    with _preserved_rng(), _quiet_lightning(enabled=not progress), _threads(num_threads):
-        L.seed_everything(seed, workers=True, verbose=False)
+    with _preserved_rng(), quiet_lightning(enabled=not progress), _threads(num_threads):
+        seed_everything(seed, workers=True, verbose=False)
         net = build_fn()
         params_m = sum(p.numel() for p in net.parameters()) / 1e6
         module = ClassifierModule(
@@ -149,24 +150,20 @@ def train_eval_model(
         val_loader = _loader(task.val, max(budget.batch_size, 256), shuffle=False, seed=seed)
         test_loader = _loader(task.test, max(budget.batch_size, 256), shuffle=False, seed=seed)
         steps_per_epoch = len(train_loader)
-        trainer = L.Trainer(
-            accelerator="auto",
-            devices=1,
+        fit = build_trainer(
+            trainer,
             max_epochs=budget.epochs,
             max_steps=budget.max_steps if budget.max_steps is not None else -1,
             gradient_clip_val=budget.grad_clip or None,
             logger=logger if logger else False,
             log_every_n_steps=max(1, min(50, steps_per_epoch)),
-            enable_checkpointing=False,
             enable_progress_bar=progress,
-            enable_model_summary=False,
-            num_sanity_val_steps=0,
         )
-        trainer.fit(module, train_loader, val_loader)
-        if module.last_val_step != trainer.global_step:  # max_steps ended mid-epoch
-            trainer.validate(module, val_loader, verbose=False)
-        trainer.test(module, test_loader, verbose=False)
-    steps = int(trainer.global_step)
+        fit.fit(module, train_loader, val_loader)
+        if module.last_val_step != fit.global_step:  # max_steps ended mid-epoch
+            fit.validate(module, val_loader, verbose=False)
+        fit.test(module, test_loader, verbose=False)
+    steps = int(fit.global_step)
     return {
         "val_acc": module.results["val_acc"],
         "test_acc": module.results["test_acc"],
@@ -176,6 +173,27 @@ def train_eval_model(
         "epochs": steps / steps_per_epoch,
         "steps": float(steps),
     }
+
+
+def train_eval(
+    space: SearchSpace,
+    arch: Arch,
+    task: Any,
+    budget: Any = None,
+    seed: int = 0,
+    logger: Any = None,
+    **options: Any,
+) -> dict[str, float]:
+    """Really train ``arch`` of ``space`` on ``task``; val/test accuracy (%), wall_s, params_M, ...
+
+    A space plugin with its own training recipe defines ``train_eval(arch, task, budget, seed,
+    logger)``; every other space trains ``space.build(arch, task)`` with ``train_eval_model``
+    (``options``: its ``progress``, ``num_threads`` and ``trainer``).
+    """
+    own = getattr(space, "train_eval", None)
+    if callable(own):
+        return own(arch, task, budget=budget, seed=seed, logger=logger)
+    return train_eval_model(lambda: space.build(arch, task), task, budget=budget, seed=seed, logger=logger, **options)
 
 
 def _loader(dataset: Dataset, batch_size: int, shuffle: bool, seed: int) -> DataLoader:
@@ -221,24 +239,4 @@ def _threads(num_threads: int | None) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-@contextlib.contextmanager
-def _quiet_lightning(enabled: bool = True) -> Iterator[None]:
-    """Silence Lightning's per-run info lines ("GPU available ...") and hint warnings."""
-    if not enabled:
-        yield
-        return
-    loggers = [logging.getLogger(n) for n in ("lightning", "lightning.pytorch", "lightning.fabric")]
-    levels = [lg.level for lg in loggers]
-    for lg in loggers:
-        lg.setLevel(logging.WARNING)
-    try:
-        with warnings.catch_warnings():
-            from lightning.fabric.utilities.warnings import PossibleUserWarning
-
-            warnings.simplefilter("ignore", PossibleUserWarning)
-            warnings.filterwarnings("ignore", message=".*does not have many workers.*")
-            warnings.filterwarnings("ignore", message=".*LeafSpec.*")  # lightning vs torch pytree
-            yield
-    finally:
-        for lg, level in zip(loggers, levels):
-            lg.setLevel(level)
+__all__ = ["TrainBudget", "train_eval", "train_eval_model"]

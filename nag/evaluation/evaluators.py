@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 from nag.errors import ConfigError
+from nag.evaluation.training import TrainBudget, train_eval
 from nag.registry import Registry
 from nag.spaces.base import Arch, SearchSpace
 
@@ -125,7 +126,7 @@ class TableEvaluator(Evaluator):
 
     @classmethod
     def from_config(cls, space: SearchSpace, cfg: Any) -> "TableEvaluator":
-        from nag.benchmarks.table import BenchmarkTable
+        from nag.tables.table import BenchmarkTable
 
         bench = cfg.get("benchmark") or {}
         if not bench.get("path"):
@@ -139,7 +140,7 @@ class TableEvaluator(Evaluator):
 
 @EVALUATORS.register("train_eval")
 class TrainEvalEvaluator(Evaluator):
-    """Really train each arch on ``task`` (``space.train_eval``); the objective is ``metric``.
+    """Really train each arch on ``task`` (``nag.evaluation.train_eval``); the objective is ``metric``.
 
     Every number train_eval returns (test accuracy, wall time, params) is kept in ``info[arch]``.
     """
@@ -153,7 +154,7 @@ class TrainEvalEvaluator(Evaluator):
         self.metric = metric
 
     def _evaluate(self, arch: Arch) -> tuple[float, dict[str, float]]:
-        metrics = self.space.train_eval(arch, self.task, budget=self.budget, seed=self.seed)
+        metrics = train_eval(self.space, arch, self.task, budget=self.budget, seed=self.seed)
         if self.metric not in metrics:
             raise ConfigError(
                 f"train_eval returned no {self.metric!r}; it returns: {', '.join(sorted(metrics))}"
@@ -163,9 +164,12 @@ class TrainEvalEvaluator(Evaluator):
 
     @classmethod
     def from_config(cls, space: SearchSpace, cfg: Any) -> "TrainEvalEvaluator":
-        from nag.experiments import build_budget, build_task
+        from nag.data import get_task
 
-        return cls(space, build_task(cfg), build_budget(cfg, "train"), seed=int(cfg.get("seed", 0)))
+        task = dict(cfg.get("task") or {})
+        if "name" not in task:
+            raise ConfigError("evaluator=train_eval needs a task: task=<name> (e.g. task=digits)")
+        return cls(space, get_task(**task), TrainBudget.from_any(cfg.get("train")), seed=int(cfg.get("seed", 0)))
 
 
 def build_evaluator(name: str, space: SearchSpace, cfg: Any) -> Evaluator:
