@@ -83,6 +83,8 @@ def main() -> None:
     parser.add_argument("--multi-weights", nargs=2, type=float, default=[4.0, 5.0], help="accuracy, constraint")
     parser.add_argument("--no-multi", action="store_true")
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
+    parser.add_argument("--scale", default="absolute", choices=("absolute", "standardized"),
+                        help="guide units (docs/guidance.md); the figures recorded with this script use absolute weights")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -106,7 +108,7 @@ def main() -> None:
         fit_s = time.perf_counter() - start
         rho = {f"t={t}": predictor_spearman(pred, space, table, heldout, metric, t) for t in (0.0, 0.1, 0.3, 0.5)}
         emit({"target": metric, "predictor_fit_s": fit_s, "spearman_heldout": rounded(rho)})
-        guides = build_guides(pred, metric, {"weight": float(weight)})
+        guides = build_guides(pred, metric, {"weight": float(weight), "scale": args.scale})
         per_mode: dict[str, list[dict]] = {"unguided": [], "guided": []}
         for seed in args.seeds:
             for mode, g in (("unguided", []), ("guided", guides)):
@@ -127,11 +129,12 @@ def main() -> None:
           "spearman_heldout": {k: round(predictor_spearman(pred, space, table, heldout, k), 4) for k in (ACC, PARAMS)}})
     w_acc, w_con = args.multi_weights
     constraint = extra_guides_from([{"metric": PARAMS, "direction": None, "weight": w_con,
-                                     "constraint": f"<={args.constraint}"}])
+                                     "constraint": f"<={args.constraint}", "scale": args.scale}])
     modes = {
         "unguided": [],
-        f"accuracy only (w={w_acc})": build_guides(pred, ACC, {"weight": w_acc}),
-        f"accuracy (w={w_acc}) + params<={args.constraint} (w={w_con})": build_guides(pred, ACC, {"weight": w_acc}, constraint),
+        f"accuracy only (w={w_acc})": build_guides(pred, ACC, {"weight": w_acc, "scale": args.scale}),
+        f"accuracy (w={w_acc}) + params<={args.constraint} (w={w_con})": build_guides(
+            pred, ACC, {"weight": w_acc, "scale": args.scale}, constraint),
     }
     for mode, guides in modes.items():
         rows = []

@@ -101,6 +101,8 @@ def main() -> None:
     parser.add_argument("--prior", default=None, help="prior checkpoint (default: the shipped NB201 prior)")
     parser.add_argument("--metric", default="cifar10_test_acc")
     parser.add_argument("--weight", type=float, default=2.5, help="guidance weight (docs/guidance.md)")
+    parser.add_argument("--scale", default="absolute", choices=("absolute", "standardized"),
+                        help="guide units (docs/guidance.md); the figures recorded with this script use absolute weights")
     parser.add_argument("--want", type=int, default=10)
     parser.add_argument("--top", type=float, default=0.01)
     parser.add_argument("--batch", type=int, default=64)
@@ -131,7 +133,7 @@ def main() -> None:
           f"guidance weight {args.weight}, threads {args.threads}; predictor fit {fit_s:.1f}s (shared, not counted)",
           flush=True)
 
-    guided = GuidedSampler(prior, build_guides(pred, args.metric, {"weight": args.weight}), solver=solver,
+    guided = GuidedSampler(prior, build_guides(pred, args.metric, {"weight": args.weight, "scale": args.scale}), solver=solver,
                            batch_size=args.batch)
     unguided = GuidedSampler(prior, (), solver=solver, batch_size=args.batch)
     methods = {

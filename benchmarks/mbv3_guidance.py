@@ -112,7 +112,7 @@ def part_table(args: argparse.Namespace, out: dict) -> None:
     index = {a: i for i, a in enumerate(archs)}
     rows = {}
     for w in args.weights:
-        guided, wall = sample(prior, args.n, args.seed, [Guide(predictor, weight=w, direction="min")])
+        guided, wall = sample(prior, args.n, args.seed, [Guide(predictor, weight=w, direction="min", scale="absolute")])
         judged = oracle.predict(features(space, guided))
         in_table = [lat[index[a]] for a in guided if a in index]
         rows[w] = {"oracle_median": float(np.median(judged)), "oracle_p10": float(np.percentile(judged, 10)),
@@ -149,7 +149,8 @@ def part_cpu(args: argparse.Namespace, out: dict, folder: Path) -> None:
     random = space.sample(args.n, args.seed + 1)
     guided = {}
     for w in args.weights:
-        guided[w], wall = sample(prior, args.n, args.seed, [Guide(predictor, weight=w, direction="min", target_index="latency_ms")])
+        guide = Guide(predictor, weight=w, direction="min", target_index="latency_ms", scale="absolute")
+        guided[w], wall = sample(prior, args.n, args.seed, [guide])
         print(f"[cpu] weight {w:g}: {args.n} guided samples in {wall:.1f} s, unique {len(set(guided[w])) / args.n:.3f}")
     sets = {"random": random, "unguided": unguided, **{f"guided_w{w:g}": a for w, a in guided.items()}}
     order = [a for group in zip(*sets.values()) for a in group]  # interleaved: load hits every set alike

@@ -12,6 +12,11 @@ written: median queries to the top 0.1% and to the optimum, and best-so-far vs q
 Runs are appended to ``<out>/runs.jsonl`` as they finish; a rerun skips the runs already
 there, so a killed benchmark resumes. ``diffusion_bo``/``prior_filter`` need a trained NB201
 prior (``--prior``, default: the packaged one).
+
+Warm-start methods (``WARM_METHODS``) run a preset with the other CIFAR column as the source
+(C10 -> C100 when searching C100, C100 -> C10 when searching C10): ``*_warm`` with all its
+15,625 rows, ``*_warm100`` with 100 of them drawn with the search's seed (docs/search.md,
+"Warm start"). ``--set`` takes their names too (e.g. ``diffusion_bo_warm100.transfer_strength=10``).
 """
 from __future__ import annotations
 
@@ -29,7 +34,12 @@ from method_overrides import add_set_argument, parse_set
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_CSV = REPO.parent / "shared" / "data" / "nb201" / "nb201.csv"
 COLUMNS = ("cifar10_test_acc", "cifar100_test_acc")
-ALL_METHODS = ("random", "evolution", "local", "random_bo", "bananas", "exhaustive_bo", "prior_filter", "diffusion_bo")
+# warm-start method -> (preset, source rows: None = all)
+WARM_METHODS = {"diffusion_bo_warm": ("diffusion_bo", None), "diffusion_bo_warm100": ("diffusion_bo", 100),
+                "bananas_warm": ("bananas", None), "bananas_warm100": ("bananas", 100)}
+SOURCE_COLUMN = {"cifar10_test_acc": "cifar100_test_acc", "cifar100_test_acc": "cifar10_test_acc"}
+COLD_METHODS = ("random", "evolution", "local", "random_bo", "bananas", "exhaustive_bo", "prior_filter", "diffusion_bo")
+ALL_METHODS = COLD_METHODS + tuple(WARM_METHODS)
 CAPS = {"random": 15625}  # random search needs the whole space for the optimum; others stop earlier
 DEFAULT_CAP = 300
 CURVE_LEN = 200  # best-so-far curve up to this many queries
@@ -53,11 +63,19 @@ def run_one(csv: str, method: str, column: str, seed: int, cap: int, overrides: 
 
     from nag.evaluation import TableEvaluator
     from nag.search import build_method, run_search
+    from nag.search.sources import load_sources
 
     torch.set_num_threads(1)
     table = _table(csv)
     values = table.values(column)
-    searcher = build_method(method, table.space, overrides.get(method))
+    settings = dict(overrides.get(method) or {})
+    preset = method
+    if method in WARM_METHODS:
+        preset, max_rows = WARM_METHODS[method]
+        settings["sources"] = load_sources({"metrics": [SOURCE_COLUMN[column]], "max_rows": max_rows},
+                                           table.space, table, column, seed)
+    searcher = build_method(preset, table.space, settings)
+    searcher.name = method
     extra: dict[str, Any] = {}
     result = run_search(searcher, TableEvaluator(table, column), budget=cap, seed=seed, target=float(values.max()),
                         on_round=lambda ctx: extra.update(ctx.extra))
@@ -196,7 +214,8 @@ def write_outputs(rows: list[dict[str, Any]], summary: list[dict[str, Any]], csv
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("csv", nargs="?", default=str(DEFAULT_CSV), help="NB201 table (default: %(default)s)")
-    parser.add_argument("--methods", nargs="+", default=list(ALL_METHODS), choices=ALL_METHODS)
+    parser.add_argument("--methods", nargs="+", default=list(COLD_METHODS), choices=ALL_METHODS,
+                        help="default: every cold method; warm starts: %(choices)s")
     parser.add_argument("--seeds", type=int, default=20)
     parser.add_argument("--quick", action="store_true", help="5 seeds")
     parser.add_argument("--first-seed", type=int, default=0,
@@ -243,16 +262,17 @@ def main(argv: list[str] | None = None) -> None:
     summary = summarise(wanted, args.csv, args.methods)
     write_outputs(wanted, summary, args.csv, args.methods, args.out)
     print(f"\nNB201 search efficiency, median queries over {len(seed_range)} seeds (wall {time.perf_counter() - start:.0f}s)")
-    print(f"{'method':<14}{'column':<20}{'top0.1%':>9}{'optimum':>9}{'found':>7}{'s/run':>8}{'guided':>8}")
+    width = max(14, *(len(m) + 2 for m in args.methods))
+    print(f"{'method':<{width}}{'column':<20}{'top0.1%':>9}{'optimum':>9}{'found':>7}{'s/run':>8}{'guided':>8}")
     for s in summary:
-        print(f"{s['method']:<14}{s['column']:<20}{s['median_q_top0.1%']:>9.1f}{s['median_q_optimum']:>9.1f}"
+        print(f"{s['method']:<{width}}{s['column']:<20}{s['median_q_top0.1%']:>9.1f}{s['median_q_optimum']:>9.1f}"
               f"{s['found_optimum']:>4}/{s['seeds']:<3}{s['mean_wall_s']:>7.1f}{s['guided_share']!s:>8}")
     if args.compare:
         a, b = args.compare
         print(f"\nseed by seed, {a} vs {b}: seeds where each needed fewer queries (Wilcoxon signed-rank p)")
         for c in paired(wanted, args.csv, a, b):
             print(f"{c['column']:<20}{c['target']:<9} {a} {c['a_fewer']:>3}  {b} {c['b_fewer']:>3}  "
-                  f"ties {c['ties']:>3}  p={c['p']:.3f}  ({c['seeds']} seeds)")
+                  f"ties {c['ties']:>3}  p={c['p']:.2g}  ({c['seeds']} seeds)")
     print(f"outputs: {args.out}/nb201_search.png, nb201_search_curves.csv, nb201_search_summary.csv")
 
 

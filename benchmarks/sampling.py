@@ -101,6 +101,8 @@ def main() -> None:
     ap.add_argument("--prior", default=None, help="prior.pt (default: the shipped NB201 prior)")
     ap.add_argument("--predictor-steps", type=int, default=300, help="fit steps of the guiding predictor")
     ap.add_argument("--guide-weight", type=float, default=1.0)
+    ap.add_argument("--guide-scale", default="absolute", choices=("absolute", "standardized"),
+                    help="guide units (docs/guidance.md); the figures recorded with this script use absolute weights")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -120,7 +122,7 @@ def main() -> None:
 
     rows = []
     for label, guided in (("unguided", False), ("guided", True)):
-        guides = [Guide(predictor, weight=args.guide_weight)] if guided else []
+        guides = [Guide(predictor, weight=args.guide_weight, scale=args.guide_scale)] if guided else []
         r = paper(paper_prior, guides, args.paper_steps)
         r["setting"] = f"(a) paper PC 1000+Langevin, 12 layers, {label} [extrapolated from {args.paper_steps} steps]"
         rows.append(r)

@@ -58,7 +58,7 @@ def main() -> None:
         "zero score": lambda x, t: zero,
         "score = -x": lambda x, t: torch.neg(x),
         "zero + Guide(linear)": guided_score_fn(
-            lambda x, t: zero, [Guide(lambda x, t: (x * weights).sum((1, 2)), weight=1.0)], sde=sde
+            lambda x, t: zero, [Guide(lambda x, t: (x * weights).sum((1, 2)), weight=1.0, scale="absolute")], sde=sde
         ),
         "zero + DiversityGuide": guided_score_fn(lambda x, t: zero, [DiversityGuide(weight=1.0)], sde=sde),
     }

@@ -271,7 +271,7 @@ class _Poison(torch.autograd.Function):
 )
 def test_non_finite_guidance_never_reaches_the_state(fn):
     prior = uniform_prior(SPACE)
-    guide = Guide(AnalyticPredictor(fn), weight=1e10)
+    guide = Guide(AnalyticPredictor(fn), weight=1e10, scale="absolute")
     s = guided_score_fn(prior.score_fn, [guide])(torch.randn(8, 4, 3), torch.full((8,), 0.5))
     assert torch.isfinite(s).all()
     for solver in (dict(name="pc", steps=20), dict(name="ode", steps=5)):
@@ -284,24 +284,24 @@ def test_predictor_without_gradient_is_refused_clearly():
     def frozen(x, t):
         return 2.0 * x[:, 0, 0]
 
-    fn = guided_score_fn(uniform_prior(SPACE).score_fn, [Guide(AnalyticPredictor(frozen))])
+    fn = guided_score_fn(uniform_prior(SPACE).score_fn, [Guide(AnalyticPredictor(frozen), scale="absolute")])
     with pytest.raises(IncompatibleComponentsError, match="no_grad"):
         fn(torch.randn(2, 4, 3), torch.full((2,), 0.5))
 
 
 def test_max_norm_ratio_caps_guidance_per_sample():
     prior = uniform_prior(SPACE)
-    guide = Guide(AnalyticPredictor(lambda x, t: x[:, 1, 2]), weight=1e6)
+    guide = Guide(AnalyticPredictor(lambda x, t: x[:, 1, 2]), weight=1e6, scale="absolute")
     x, t = torch.randn(32, 4, 3), torch.full((32,), 0.3)
     s = prior.score_fn(x, t)
     g = guided_score_fn(prior.score_fn, [guide], max_norm_ratio=0.5)(x, t) - s
     ratio = g.flatten(1).norm(dim=1) / s.flatten(1).norm(dim=1)
     assert torch.all(ratio <= 0.5 + 1e-4) and torch.all(ratio > 0.49)
-    small = Guide(AnalyticPredictor(lambda x, t: x[:, 1, 2]), weight=1e-3)
+    small = Guide(AnalyticPredictor(lambda x, t: x[:, 1, 2]), weight=1e-3, scale="absolute")
     g = guided_score_fn(prior.score_fn, [small], max_norm_ratio=0.5)(x, t) - s
     torch.testing.assert_close(g[:, 1, 2], torch.full((32,), 1e-3))  # under the cap: untouched
     # guidance adds exactly w * grad
-    g = guided_score_fn(prior.score_fn, [Guide(AnalyticPredictor(soft_count_c), weight=2.0)])(x, t) - s
+    g = guided_score_fn(prior.score_fn, [Guide(AnalyticPredictor(soft_count_c), weight=2.0, scale="absolute")])(x, t) - s
     expected = torch.zeros_like(x)
     expected[:, :, 2] = 1.0  # d/dx of sum((x+1)/2) = 1/2, times 2
     torch.testing.assert_close(g, expected)
@@ -431,7 +431,7 @@ def test_nb201_guided_by_a_table_fitted_linear_predictor(nb201_csv):
     prior = uniform_prior(space)
     solver, n = dict(name="pc", steps=40), 128
     plain = GuidedSampler(prior, solver=solver, batch_size=n).sample(n, seed=0)
-    guide = Guide(AnalyticPredictor(linear_acc, space_name="nb201"), weight=0.5)
+    guide = Guide(AnalyticPredictor(linear_acc, space_name="nb201"), weight=0.5, scale="absolute")
     guided = GuidedSampler(prior, [guide], solver=solver, batch_size=n).sample(n, seed=0)
     mean_plain = sum(acc[space.format(a)] for a in plain) / n
     mean_guided = sum(acc[space.format(a)] for a in guided) / n

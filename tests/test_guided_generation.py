@@ -223,3 +223,27 @@ def test_shipped_prior_guidance_reaches_the_top(nb201_csv, tmp_path):
     assert r["predictor_spearman"] > 0.8
     assert r["frac_top5"] >= 0.5 and r["unguided_frac_top5"] < 0.2
     assert r["mean_true"] > r["unguided_mean_true"] and r["uniqueness"] >= 0.5
+
+
+def test_sources_join_the_predictors_training_rows_with_masked_targets(table):
+    from nag.experiments.guided_generation import source_target, with_sources
+    from nag.search.sources import Source
+
+    labeled = [table.archs[i] for i in range(5)]
+    y = {ACC: table.values(ACC)[:5]}
+    src = Source("c100", tuple(table.archs[3:8]), table.values("cifar100_test_acc")[3:8])
+    archs, cols = with_sources(labeled, y, [src])
+    assert archs == [table.archs[i] for i in range(8)] and source_target(src) == "source:c100"
+    assert np.array_equal(cols[ACC][:5], y[ACC]) and np.isnan(cols[ACC][5:]).all()
+    assert np.isnan(cols["source:c100"][:3]).all()
+    assert np.array_equal(cols["source:c100"][3:], src.values)
+
+
+def test_experiment_with_a_source_column(nb201_csv, tiny_prior, tmp_path):
+    cfg = compose_config(["experiment=guided_generation", f"benchmark.path={nb201_csv}", f"prior.path={tiny_prior}", *FAST,
+                          "source.metrics=[cifar100_test_acc]", "source.max_rows=80"])
+    results = run_experiment(cfg, out_dir=tmp_path)
+    assert results["n_source"] == 80 and results["guidance_unit"] > 0 and 0 <= results["frac_top5"] <= 1
+    with pytest.raises(ConfigError, match=r"'cifar10_test_acc' is the target metric itself.*one of \[.*'cifar100_test_acc'"):
+        run_experiment(compose_config(["experiment=guided_generation", f"benchmark.path={nb201_csv}",
+                                       f"prior.path={tiny_prior}", *FAST, f"source.metrics=[{ACC}]"]), out_dir=tmp_path / "b")

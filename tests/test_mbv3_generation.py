@@ -296,11 +296,15 @@ def test_constraint_on_a_one_member_predictor_is_the_softplus_penalty(mbv3_prior
     archs = mbv3_prior.space.sample(8, 0)
     x = 2 * mbv3_prior.space.encode_batch(archs) - 1
     t = torch.full((8,), 0.05)
-    guide = Guide(latency_predictor, direction=None, constraint="<=5.5", target_index="latency_ms", sharpness=10.0)
+    guide = Guide(latency_predictor, direction=None, constraint="<=5.5", target_index="latency_ms", sharpness=10.0,
+                  scale="absolute")
     mean = latency_predictor(x, t)[:, latency_predictor.target_index("latency_ms")]
     torch.testing.assert_close(guide.objective(x, t), -torch.nn.functional.softplus(10.0 * (mean - 5.5)))
     grad = guide.gradient(x, t, score=torch.zeros_like(x))
     assert torch.isfinite(grad).all() and grad.abs().max() < 1e3
+    # standardized (the default): the sharpness is per unit of the latency's spread
+    std = Guide(latency_predictor, direction=None, constraint="<=5.5", target_index="latency_ms", sharpness=10.0, unit=0.5)
+    torch.testing.assert_close(std.objective(x, t), -torch.nn.functional.softplus(10.0 * (mean - 5.5) / 0.5))
 
 
 def test_latency_and_flops_guidance_move_the_samples(mbv3_prior, latency_predictor):
@@ -308,10 +312,12 @@ def test_latency_and_flops_guidance_move_the_samples(mbv3_prior, latency_predict
     high FLOPs, their exact FLOPs (space.cost) beat the prior's median."""
     space = mbv3_prior.space
     plain = mbv3_prior.sample(64, seed=0)
-    fast = mbv3_prior.sample(64, seed=0, guides=[Guide(latency_predictor, weight=30.0, direction="min", target_index="latency_ms")])
+    fast = mbv3_prior.sample(64, seed=0, guides=[Guide(latency_predictor, weight=30.0, direction="min", target_index="latency_ms",
+                                                                  scale="absolute")])
     lat = lambda archs: latency_predictor.predict_archs(archs, targets=["latency_ms"])[0][:, 0].numpy()  # noqa: E731
     assert np.median(lat(fast)) < np.percentile(lat(plain), 10)
-    big = mbv3_prior.sample(24, seed=1, guides=[Guide(latency_predictor, weight=1.0, direction="max", target_index="flops_M")])
+    big = mbv3_prior.sample(24, seed=1, guides=[Guide(latency_predictor, weight=1.0, direction="max", target_index="flops_M",
+                                                                  scale="absolute")])
     flops = lambda archs: np.array([space.cost(a)["flops_M"] for a in archs])  # noqa: E731
     assert np.median(flops(big)) > np.median(flops(plain[:24]))
     assert len(set(fast)) == len(fast)

@@ -131,7 +131,8 @@ def test_bo_nas_results_on_a_table(synthetic_csv, synthetic_table, tmp_path):
                           "+method_params.sample_size=2"])
     results = run_experiment(cfg, out_dir=tmp_path)
     assert set(results) == {"method", "best_arch", "best_value", "n_queries", "queries_to_best", "rounds", "wall_s",
-                            "optimum", "regret"}
+                            "optimum", "regret", "n_source"}
+    assert results["n_source"] == 0  # a cold start
     values = synthetic_table.values("cifar10_test_acc")
     assert results["n_queries"] == 8 and 1 <= results["queries_to_best"] <= 8 and results["method"] == "evolution"
     assert results["optimum"] == values.max() and results["regret"] == pytest.approx(values.max() - results["best_value"])

@@ -272,7 +272,7 @@ def test_acquisition_objective_is_differentiable_and_noise_aware(table):
     train = SPACE.sample(40, rng)
     y = np.array([table.query(a, C10) for a in train])
     sur = fit_surrogate("fast", SPACE, train, y, noise_aware=True, steps=60, seed=0)
-    obj = AcquisitionObjective(sur, kappa=1.0, scale=float(y.std()))
+    obj = AcquisitionObjective(sur, kappa=1.0)
     x = torch.randn(4, SPACE.num_nodes, SPACE.num_ops, requires_grad=True)
     out = obj(x, torch.full((4,), 0.5))
     (grad,) = torch.autograd.grad(out.sum(), x)

@@ -4,6 +4,18 @@ A guide turns a predictor ``(x [B, N, V], t [B]) -> mean [B] or [B, K]`` into an
 ``[B]`` whose gradient is added to the score; solvers only ever see the wrapped ``score_fn``.
 ``GuidedSampler`` composes any prior with any guides and any solver, after checking that every
 predictor was trained under the prior's SDE and on the prior's space.
+
+Units: by default (``scale="standardized"``) a ``Guide`` divides the prediction by its *unit*,
+the spread of the values the guide prefers (the std of the better half: the upper half for
+"max", the lower half for "min"). ``GuidedSampler`` measures it on the predictor's own
+predictions for ``CALIBRATION_ARCHS`` archs drawn uniformly from the space, at every noise level
+(``CALIBRATION_TIMES``, the archs perturbed by the prior's SDE), so one weight means the same for
+accuracies in %, latencies in ms or params in M, at every step (docs/guidance.md). The better
+half, not the whole spread: accuracy columns have a tail of broken archs (NB201: ~10%) that
+would otherwise set the unit. Per noise level: a noise-aware predictor's outputs shrink toward
+their mean as noise grows, and by how much depends on the metric (NB201 at t = 0.7: accuracies
+keep ~0.9 of their clean spread, latencies ~0.5); one clean unit would leave such a metric
+under-guided early in sampling. ``scale="absolute"`` keeps the weight on the raw output.
 """
 from __future__ import annotations
 
@@ -28,6 +40,7 @@ SCHEDULES: dict[str, Callable[[Tensor], Tensor]] = {
     "constant": lambda u: torch.ones_like(u),
     "linear": lambda u: 1.0 - u,  # off at T, full at t = 0: predictors are least informative at T
     "cosine": lambda u: torch.cos(0.5 * math.pi * u),
+    "early": lambda u: u,  # full at T, off at t = 0: steer the coarse structure, let the prior settle details
 }
 
 # ----- objectives of a predicted mean ``m [B]``: log-probability up to a constant --------------
@@ -41,6 +54,14 @@ CONSTRAINT_EXCESS: dict[str, Callable[[Tensor, float], Tensor]] = {
     "<=": lambda m, c: m - c,
     ">=": lambda m, c: c - m,
 }
+
+SCALES = ("standardized", "absolute")
+# The default guidance weight, in units of the guide's spread (scale="standardized"). Chosen on
+# NB201 columns the must-show columns are not (docs/guidance.md, "The default weight").
+DEFAULT_WEIGHT = 2.5
+CALIBRATION_ARCHS = 512  # uniform archs on which GuidedSampler measures a standardized guide's unit
+CALIBRATION_SEED = 0
+CALIBRATION_TIMES = 11  # noise levels t = 0, T/10, ..., T at which it is measured (linear in between)
 
 _CONSTRAINT = re.compile(r"^\s*(<=|>=)\s*([-+0-9.eE]+)\s*$")
 
@@ -65,6 +86,28 @@ def parse_constraint(constraint: str | Sequence[Any] | None) -> tuple[str, float
         return op, float(value)
     except (TypeError, ValueError):
         raise ConfigError(f"constraint bound {value!r} is not a number") from None
+
+
+def preferred_spread(values: Any, side: str | float = "upper") -> float:
+    """The std of the half of ``values`` [n] a guide prefers: the unit of a standardized guide.
+
+    ``side``: "upper" (direction max), "lower" (min), or a number (direction target: the half
+    nearest to it). Falls back to the whole std, then to 1, when the half has no spread.
+    """
+    import numpy as np
+
+    v = np.asarray(values, dtype=float).ravel()
+    v = v[np.isfinite(v)]
+    if v.size == 0:
+        return 1.0
+    half = max(2, (len(v) + 1) // 2)
+    if side == "upper":
+        best = np.sort(v)[::-1][:half]
+    elif side == "lower":
+        best = np.sort(v)[:half]
+    else:
+        best = v[np.argsort(np.abs(v - float(side)), kind="stable")[:half]]
+    return float(np.std(best)) or float(np.std(v)) or 1.0
 
 
 class BaseGuide(ABC):
@@ -115,7 +158,9 @@ class Guide(BaseGuide):
         predictor: ``(x [B, N, V], t [B]) -> mean [B] or [B, K]``, differentiable in ``x``.
             Optional attributes: ``sde_config``, ``space_name`` (checked by GuidedSampler),
             ``targets`` (names of the K columns), ``predict(x, t) -> (mean, var)``.
-        weight: guidance scale (the paper uses 1e4 for NB201, with no rescaling).
+        weight: guidance scale, in units of the guide's spread with ``scale="standardized"``
+            (default ``DEFAULT_WEIGHT``); on the raw output with ``scale="absolute"`` (the paper
+            uses 1e4 for NB201, with no rescaling).
         direction: "max" (+mean), "min" (-mean), "target" (``-(mean - target)^2 / 2``), or
             None for a constraint-only guide.
         target: the value sought by direction "target".
@@ -124,21 +169,32 @@ class Guide(BaseGuide):
         constraint: ``("<=", c)``, ``(">=", c)`` or ``"<=c"``: adds ``-softplus(k (mean - c))`` (for
             "<="), or, when the predictor has ``predict`` (a variance), ``log P(y <= c)`` under
             ``N(mean, var)``.
-        sharpness: ``k`` of the softplus penalty, in 1 / (units of the predictor's output).
+        sharpness: ``k`` of the softplus penalty, per unit (standardized) or per unit of the
+            predictor's output (absolute).
+        scale: "standardized" (the output is divided by ``unit``) or "absolute" (raw output).
+        unit: the spread that one unit of the objective stands for, at every noise level; None =
+            measured by ``calibrate`` (``GuidedSampler`` does it: the std of the preferred half
+            of the predictor's predictions on random archs, ``preferred_spread``, per noise level).
     """
 
     def __init__(
         self,
         predictor: Callable[[Tensor, Tensor], Tensor],
-        weight: float = 1.0,
+        weight: float = DEFAULT_WEIGHT,
         direction: str | None = "max",
         target: float | None = None,
         target_index: int | str = 0,
         schedule: str | Schedule = "constant",
         constraint: str | Sequence[Any] | None = None,
         sharpness: float = 10.0,
+        scale: str = "standardized",
+        unit: float | None = None,
     ) -> None:
         super().__init__(weight, schedule)
+        if scale not in SCALES:
+            raise ConfigError(f"unknown guidance scale {scale!r}; accepted: {list(SCALES)}")
+        if unit is not None and (scale != "standardized" or not float(unit) > 0):
+            raise ConfigError(f"unit={unit!r}: a unit must be > 0 and goes with scale='standardized' only")
         if direction is not None and direction not in DIRECTIONS:
             raise ConfigError(f"unknown guidance direction {direction!r}; accepted: {sorted(DIRECTIONS)} or None")
         if direction == "target" and target is None:
@@ -151,6 +207,64 @@ class Guide(BaseGuide):
         self.target = None if target is None else float(target)
         self.index = self._resolve_index(predictor, target_index)
         self.sharpness = float(sharpness)
+        self.scale = scale
+        self._unit = 1.0 if scale == "absolute" else (None if unit is None else float(unit))
+        self._unit_curve: tuple[Tensor, Tensor] | None = None  # (times [G], units [G]) from calibrate(sde=...)
+
+    @property
+    def unit(self) -> float | None:
+        """What one unit of the objective stands for in the predictor's output, on clean archs (None: not yet calibrated)."""
+        return self._unit
+
+    def unit_at(self, t: Tensor) -> Tensor | float:
+        """The unit at noise levels ``t [B]`` (one number when it does not depend on t)."""
+        if self._unit_curve is None:
+            return self._unit  # type: ignore[return-value]
+        t = torch.as_tensor(t)
+        times, units = (c.to(t) for c in self._unit_curve)
+        pos = (t.clamp(times[0], times[-1]) - times[0]) / (times[1] - times[0])
+        i = pos.floor().long().clamp(max=len(times) - 2)
+        frac = pos - i
+        return units[i] * (1 - frac) + units[i + 1] * frac
+
+    @property
+    def side(self) -> str | float:
+        """Which values this guide prefers (``preferred_spread``'s ``side``)."""
+        if self.direction == "max":
+            return "upper"
+        if self.direction == "min":
+            return "lower"
+        if self.direction == "target":
+            return float(self.target)  # type: ignore[arg-type]
+        return "lower" if self.constraint[0] == "<=" else "upper"  # type: ignore[index]
+
+    @torch.no_grad()
+    def calibrate(self, x: Tensor, sde: SDE | None = None) -> float:
+        """Set the unit from predictions on clean states ``x [R, N, V]`` (random archs); returns the clean unit.
+
+        With ``sde``, also at ``CALIBRATION_TIMES`` noise levels (``x`` perturbed by it, seeded), so
+        the objective is standardized at every step of sampling.
+        """
+        def spread(states: Tensor, t: float) -> float:
+            mean = self._column(self.predictor(states, torch.full((states.shape[0],), t, dtype=x.dtype, device=x.device)))
+            return preferred_spread(mean.detach().double().cpu().numpy(), self.side)
+
+        self._unit = spread(x, 0.0)
+        self._unit_curve = None
+        if sde is not None:
+            from nag.diffusion.sde import perturb
+
+            gen = torch.Generator(device=x.device).manual_seed(CALIBRATION_SEED)
+            times = torch.linspace(0.0, float(sde.T), CALIBRATION_TIMES, dtype=torch.float64)
+            units = [self._unit] + [spread(perturb(sde, x, torch.full((x.shape[0],), float(t), dtype=x.dtype,
+                                                                       device=x.device), gen)[0], float(t))
+                                    for t in times[1:]]
+            self._unit_curve = (times, torch.tensor(units, dtype=torch.float64))
+        return self._unit
+
+    @property
+    def needs_calibration(self) -> bool:
+        return self._unit is None
 
     @staticmethod
     def _resolve_index(predictor: Any, target_index: int | str) -> int:
@@ -177,22 +291,35 @@ class Guide(BaseGuide):
                 var = None
         else:
             mean = self._column(self.predictor(x, t))
-        obj = torch.zeros_like(mean) if self.direction is None else DIRECTIONS[self.direction](mean, self.target)
+        unit = self._unit
+        if unit is None:
+            raise ConfigError(
+                f"{self!r} has scale='standardized' but no unit yet: sample through GuidedSampler (it "
+                "calibrates the guide on random archs), call guide.calibrate(x), pass unit=..., or use scale='absolute'"
+            )
+        if self.direction is None:
+            obj = torch.zeros_like(mean)
+        elif self.scale == "absolute":
+            obj = DIRECTIONS[self.direction](mean, self.target)
+        else:
+            unit = self.unit_at(t)
+            obj = DIRECTIONS[self.direction](mean / unit, None if self.target is None else self.target / unit)
         if self.constraint is not None:
-            obj = obj + self._constraint_logp(mean, var)
+            obj = obj + self._constraint_logp(mean, var, self.unit_at(t))
         return obj
 
-    def _constraint_logp(self, mean: Tensor, var: Tensor | None) -> Tensor:
+    def _constraint_logp(self, mean: Tensor, var: Tensor | None, unit: Tensor | float = 1.0) -> Tensor:
         op, c = self.constraint  # type: ignore[misc]
         excess = CONSTRAINT_EXCESS[op](mean, c)
-        if var is None:
-            return -F.softplus(self.sharpness * excess)
+        if var is None:  # the penalty's sharpness is per unit; with a variance the log-probability has no unit
+            return -F.softplus(self.sharpness * (excess if isinstance(unit, float) and unit == 1.0 else excess / unit))
         return torch.special.log_ndtr(-excess / var.clamp_min(1e-12).sqrt())
 
     def __repr__(self) -> str:
         return (
             f"Guide(weight={self.weight}, direction={self.direction!r}, target={self.target}, "
-            f"index={self.index}, schedule={self.schedule_name!r}, constraint={self.constraint})"
+            f"index={self.index}, schedule={self.schedule_name!r}, constraint={self.constraint}, "
+            f"scale={self.scale!r}, unit={self._unit})"
         )
 
 
@@ -393,6 +520,23 @@ def _check_compatible(prior: Any, guides: Sequence[BaseGuide]) -> None:
             )
 
 
+def calibrate_guides(
+    guides: Sequence[BaseGuide], space: Any, device: torch.device | str = "cpu", sde: SDE | None = None
+) -> None:
+    """Give every standardized ``Guide`` without a unit one, measured on ``CALIBRATION_ARCHS``
+    archs drawn uniformly from ``space`` (a fixed seed, so sampling stays reproducible), and with
+    ``sde`` at every noise level."""
+    todo = [g for g in guides if isinstance(g, Guide) and g.needs_calibration]
+    if not todo:
+        return
+    import numpy as np
+
+    archs = space.sample(CALIBRATION_ARCHS, np.random.default_rng(CALIBRATION_SEED))
+    x = (2.0 * space.encode_batch(archs) - 1.0).to(device)
+    for guide in todo:
+        guide.calibrate(x, sde)
+
+
 class GuidedSampler:
     """Sample architectures from a prior, optionally steered by guides.
 
@@ -427,6 +571,7 @@ class GuidedSampler:
         self.progress = progress
         self.sde = build_sde(prior.sde)
         _check_compatible(prior, self.guides)
+        calibrate_guides(self.guides, prior.space, torch.device(getattr(prior, "device", "cpu")), self.sde)
 
     def score_fn(self) -> ScoreFn:
         """The prior's score plus every guide's term."""
@@ -469,11 +614,17 @@ class GuidedSampler:
 __all__ = [
     "CONSTRAINT_EXCESS",
     "DIRECTIONS",
+    "SCALES",
     "SCHEDULES",
     "BaseGuide",
+    "CALIBRATION_ARCHS",
+    "CALIBRATION_TIMES",
+    "DEFAULT_WEIGHT",
     "DiversityGuide",
     "Guide",
     "GuidedSampler",
+    "calibrate_guides",
     "guided_score_fn",
     "parse_constraint",
+    "preferred_spread",
 ]

@@ -19,8 +19,13 @@ With ``train_eval`` the trainings run on ``executor``; a BO round's ``bo.q`` can
 flight together and the next round waits for all of them (synchronous batches: the queries, and
 so the rows, do not depend on the executor or on which training finishes first; docs/scale.md).
 
-Results: ``best_arch``, ``best_value``, ``n_queries``, ``queries_to_best``, ``wall_s``, and
-``best_test_acc`` (train_eval) or ``optimum``/``regret`` (table).
+``source`` warm-starts a BO method from results of related tasks (``nag.search.sources``: other
+columns of the table, other tables, a meta-database); the search's first queries are the
+sources' best archs and its surrogate a transfer surrogate (``nag.search.transfer``).
+
+Results: ``best_arch``, ``best_value``, ``n_queries``, ``queries_to_best``, ``wall_s``,
+``n_source`` (source rows used; 0 = a cold start), and ``best_test_acc`` (train_eval) or
+``optimum``/``regret`` (table).
 """
 from __future__ import annotations
 
@@ -29,11 +34,13 @@ from typing import Any
 
 from omegaconf import DictConfig
 
+from nag.errors import ConfigError
 from nag.evaluation import build_evaluator
 from nag.executor import build_executor
 from nag.experiments import build_space, experiment, plain, positive_int, run_dir
 from nag.io import RowStore, append_jsonl, read_jsonl
-from nag.search import SearchContext, build_method, method_settings, run_search
+from nag.search import METHODS, SearchContext, build_method, method_settings, run_search
+from nag.search.sources import Source, load_sources, n_source_rows
 from nag.wandb_utils import log_metrics
 
 HISTORY = "history.jsonl"
@@ -48,7 +55,8 @@ def method_overrides(cfg: DictConfig) -> dict[str, Any]:
     out: dict[str, Any] = {}
     if searcher == "bo":
         bo = {k: v for k, v in (plain(cfg.get("bo")) or {}).items() if v is not None}  # null = the preset's
-        out = {k: bo[k] for k in ("n_init", "q", "acquisition", "surrogate", "target_transform", "normal_form") if k in bo}
+        keys = ("n_init", "q", "acquisition", "surrogate", "target_transform", "normal_form", "transfer_strength")
+        out = {k: bo[k] for k in keys if k in bo}
         if "ensemble" in bo:
             out["surrogate_params"] = {"ensemble": bo["ensemble"]}
         if "pool_size" in bo:
@@ -64,6 +72,20 @@ def method_overrides(cfg: DictConfig) -> dict[str, Any]:
     return out
 
 
+def search_sources(cfg: DictConfig, space: Any, evaluator: Any) -> list[Source]:
+    """The ``source`` block's sources (the evaluator's table and metric for ``source.metrics``).
+
+    Only BO methods take sources; another method with sources is a ConfigError listing the BO methods.
+    """
+    sources = load_sources(plain(cfg.get("source")), space, getattr(evaluator, "table", None),
+                           getattr(evaluator, "metric", None), int(cfg.seed))
+    if sources and method_settings(str(cfg.method))[0] != "bo":
+        bo_methods = sorted(m for m, (searcher, _) in METHODS.items() if searcher == "bo")
+        raise ConfigError(f"source.* warm-starts a BO method ({', '.join(bo_methods)}); "
+                          f"method={cfg.method} takes no sources")
+    return sources
+
+
 @experiment("bo_nas")
 def bo_nas(cfg: DictConfig) -> dict:
     """Search ``cfg.space`` with ``cfg.method`` under ``cfg.evaluator``; see the module docstring."""
@@ -74,11 +96,16 @@ def bo_nas(cfg: DictConfig) -> dict:
     with build_executor(cfg.get("executor")) as executor:  # Ray starts at the first training, if any
         evaluator = build_evaluator(str(cfg.evaluator), space, cfg, executor=executor,
                                     store=RowStore(run_dir() / EVALUATIONS, "arch"))
-        searcher = build_method(str(cfg.method), space, method_overrides(cfg))
-        return _search(cfg, space, searcher, evaluator, budget, seed, start)
+        sources = search_sources(cfg, space, evaluator)
+        overrides = method_overrides(cfg)
+        if sources:
+            overrides["sources"] = sources
+        searcher = build_method(str(cfg.method), space, overrides)
+        return _search(cfg, space, searcher, evaluator, budget, seed, start, sources)
 
 
-def _search(cfg: DictConfig, space: Any, searcher: Any, evaluator: Any, budget: int, seed: int, start: float) -> dict:
+def _search(cfg: DictConfig, space: Any, searcher: Any, evaluator: Any, budget: int, seed: int, start: float,
+            sources: list[Source]) -> dict:
     history_path = run_dir() / HISTORY
     written = len(read_jsonl(history_path, missing_ok=True))
 
@@ -96,7 +123,8 @@ def _search(cfg: DictConfig, space: Any, searcher: Any, evaluator: Any, budget: 
         target=None if target is None else float(target), progress=True, on_round=log_new_rows,
     )
     log_new_rows()
-    results: dict[str, Any] = {**result.summary(space), "wall_s": time.perf_counter() - start}
+    results: dict[str, Any] = {**result.summary(space), "wall_s": time.perf_counter() - start,
+                               "n_source": n_source_rows(sources)}
     if "test_acc" in evaluator.info.get(result.best_arch, {}):
         results["best_test_acc"] = evaluator.info[result.best_arch]["test_acc"]
     table = getattr(evaluator, "table", None)

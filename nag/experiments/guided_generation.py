@@ -3,7 +3,10 @@
 On a benchmark table (``benchmark.path``, metric ``benchmark.metric``):
 
 1. draw ``n_labeled`` labeled archs (seeded) and fit a noise-aware predictor on them under the
-   prior's SDE (one multi-target predictor when ``extra_guides`` name more metrics);
+   prior's SDE (one multi-target predictor when ``extra_guides`` name more metrics; with
+   ``source`` (``nag.search.sources``: other columns, other tables, a meta-database) a multi-task
+   predictor that also learns every source's values on its own rows, so a new metric with few
+   labels starts from related ones);
 2. load the prior (``prior.path``, default: the one nag ships for the space) and draw ``n``
    guided and ``n`` unguided samples with the same solver and the same seed (paired starts);
 3. score both sets by true table values.
@@ -18,6 +21,8 @@ Results (``results.json``); "top q%" means the true metric reaches the table's q
     constraint also ``frac_feasible`` (all constraints hold), ``mean_true_feasible`` (primary
     metric over those) and ``frac_top5_feasible`` (feasible and in the top 5% of the feasible
     table archs);
+  - ``guidance_unit`` (what one unit of the standardized guide is in the metric's units),
+    ``n_source`` (source rows the predictor also learned from);
   - ``predictor_fit_s``, ``guided_sample_s``, ``unguided_sample_s``,
     ``guided_archs_per_s`` and ``wall_s`` (the whole run).
 Files: ``guided.txt`` / ``unguided.txt`` (tab-separated, a header, then one sample per line:
@@ -40,17 +45,18 @@ import torch
 from omegaconf import DictConfig
 
 from nag.tables.table import BenchmarkTable
-from nag.diffusion.guidance import BaseGuide, DiversityGuide, Guide, GuidedSampler, parse_constraint
+from nag.diffusion.guidance import DEFAULT_WEIGHT, BaseGuide, DiversityGuide, Guide, GuidedSampler, parse_constraint
 from nag.errors import ConfigError, MissingDataError
 from nag.experiments import build_space, call_with_config, experiment, plain, positive_int, run_dir
 from nag.io import atomic_write_text
 from nag.metrics import generation_metrics
+from nag.search.sources import Source, load_sources, n_source_rows
 from nag.spaces.base import Arch, SearchSpace
 
 TOP_FRACS = {"top5": 0.05, "top1": 0.01}
 SPEARMAN_TIMES = (0.1, 0.5)
-GUIDANCE_KEYS = ("weight", "direction", "schedule", "max_norm_ratio", "diversity")
-EXTRA_GUIDE_KEYS = ("metric", "weight", "direction", "target", "schedule", "constraint", "sharpness")
+GUIDANCE_KEYS = ("weight", "direction", "schedule", "scale", "max_norm_ratio", "diversity")
+EXTRA_GUIDE_KEYS = ("metric", "weight", "direction", "target", "schedule", "constraint", "sharpness", "scale")
 
 
 # ----- inputs --------------------------------------------------------------------------------
@@ -85,12 +91,13 @@ class ExtraGuide:
     """One more objective: guide by predictor column ``metric`` (see ``Guide``)."""
 
     metric: str
-    weight: float = 1.0
+    weight: float = DEFAULT_WEIGHT
     direction: str | None = "min"
     target: float | None = None
     schedule: str = "constant"
     constraint: tuple[str, float] | None = None
     sharpness: float = 10.0
+    scale: str = "standardized"
 
     @classmethod
     def from_config(cls, raw: Mapping[str, Any], i: int) -> ExtraGuide:
@@ -129,10 +136,13 @@ def fit_guidance_predictor(
     sde_config: Mapping[str, Any],
     options: Mapping[str, Any] | None = None,
     seed: int = 0,
+    sources: Sequence[Source] = (),
 ) -> Any:
     """A noise-aware predictor of ``targets`` fit on table ``rows`` under ``sde_config``.
 
     ``options`` are further ``fit_predictor`` keyword arguments (steps, ensemble, net_config, ...).
+    With ``sources`` it also predicts ``source_target(s)`` for each, learned on that source's own
+    rows (missing values are masked), so the shared network carries what the sources know.
     """
     from nag.modules.predictor import fit_predictor
 
@@ -140,6 +150,9 @@ def fit_guidance_predictor(
 
     archs = [table.archs[i] for i in rows]
     y = {k: table.values(k)[rows] for k in targets}
+    if sources:
+        archs, y = with_sources(archs, y, sources)
+        targets = [*targets, *(source_target(src) for src in sources)]
     params = {k: v for k, v in dict(options or {}).items() if v is not None}
     accepted = set(inspect.signature(fit_predictor).parameters) - _FIT_FIXED
     unknown = sorted(set(params) - accepted)
@@ -149,6 +162,31 @@ def fit_guidance_predictor(
 
 
 _FIT_FIXED = {"space", "archs", "y", "sde_config", "targets", "seed"}  # set by the experiment itself
+
+
+def source_target(source: Source) -> str:
+    """The predictor's column for ``source`` (prefixed, so it never clashes with a table metric)."""
+    return f"source:{source.name}"
+
+
+def with_sources(
+    archs: Sequence[Arch], y: Mapping[str, np.ndarray], sources: Sequence[Source]
+) -> tuple[list[Arch], dict[str, np.ndarray]]:
+    """The union of ``archs`` and the sources' archs, each column NaN where its value is unknown."""
+    out_archs = list(archs)
+    position = {a: i for i, a in enumerate(out_archs)}
+    for src in sources:
+        for a in src.archs:
+            if a not in position:
+                position[a] = len(out_archs)
+                out_archs.append(a)
+    n = len(out_archs)
+    out = {k: np.concatenate([np.asarray(v, dtype=float), np.full(n - len(archs), np.nan)]) for k, v in y.items()}
+    for src in sources:
+        col = np.full(n, np.nan)
+        col[[position[a] for a in src.archs]] = src.values
+        out[source_target(src)] = col
+    return out_archs, out
 
 
 def predictor_spearman(
@@ -187,8 +225,9 @@ def build_guides(
 ) -> list[BaseGuide]:
     """The primary Guide on ``metric``, one Guide per extra objective, and a DiversityGuide if asked.
 
-    ``guidance`` keys: weight, direction, schedule, and ``diversity``: DiversityGuide keyword
-    arguments (weight 0 or no weight = no DiversityGuide).
+    ``guidance`` keys: weight, direction, schedule, scale (standardized | absolute; see
+    ``nag.diffusion.guidance.Guide``), and ``diversity``: DiversityGuide keyword arguments (weight 0
+    or no weight = no DiversityGuide).
     """
     g = dict(guidance)
     unknown = sorted(set(g) - set(GUIDANCE_KEYS))
@@ -197,10 +236,11 @@ def build_guides(
     guides: list[BaseGuide] = [
         Guide(
             predictor,
-            weight=float(g.get("weight", 1.0)),
+            weight=float(g.get("weight", DEFAULT_WEIGHT)),
             direction=g.get("direction", "max"),
             target_index=metric,
             schedule=g.get("schedule", "constant"),
+            scale=g.get("scale", "standardized"),
         )
     ]
     for e in extra:
@@ -214,6 +254,7 @@ def build_guides(
                 schedule=e.schedule,
                 constraint=e.constraint,
                 sharpness=e.sharpness,
+                scale=e.scale,
             )
         )
     diversity = dict(g.get("diversity") or {})
@@ -308,13 +349,16 @@ def guided_generation(cfg: DictConfig) -> dict:
     seed = int(cfg.seed)
     n = positive_int(cfg, "n")
     labeled, heldout = split_labeled(table, positive_int(cfg, "n_labeled"), positive_int(cfg, "n_heldout"), seed)
+    sources = load_sources(plain(cfg.get("source")), space, table, metric, seed)
 
     prior = load_prior_for(space, (plain(cfg.get("prior")) or {}).get("path"))
     t0 = time.perf_counter()
-    predictor = fit_guidance_predictor(space, table, labeled, targets, prior.sde.config(), plain(cfg.get("predictor")), seed)
+    predictor = fit_guidance_predictor(space, table, labeled, targets, prior.sde.config(), plain(cfg.get("predictor")),
+                                       seed, sources)
     fit_s = time.perf_counter() - t0
 
-    results: dict[str, Any] = {"n": n, "n_labeled": len(labeled), "predictor_fit_s": fit_s}
+    results: dict[str, Any] = {"n": n, "n_labeled": len(labeled), "n_source": n_source_rows(sources),
+                               "predictor_fit_s": fit_s}
     results["predictor_spearman"] = predictor_spearman(predictor, space, table, heldout, metric, 0.0, seed)
     for t in SPEARMAN_TIMES:
         results[f"predictor_spearman_t{t}"] = predictor_spearman(predictor, space, table, heldout, metric, t, seed)
@@ -324,15 +368,17 @@ def guided_generation(cfg: DictConfig) -> dict:
     guidance = plain(cfg.get("guidance")) or {}
     solver = plain(cfg.get("solver"))
     batch_size = positive_int(cfg, "batch_size")
+    guides = build_guides(predictor, metric, guidance, extra)
     guided_sampler = GuidedSampler(
         prior,
-        build_guides(predictor, metric, guidance, extra),
+        guides,
         solver=solver,
         batch_size=batch_size,
         max_norm_ratio=guidance.get("max_norm_ratio"),
         progress=True,
     )
     plain_sampler = GuidedSampler(prior, (), solver=solver, batch_size=batch_size, progress=True)
+    results["guidance_unit"] = guides[0].unit  # calibrated by GuidedSampler (1.0 with scale=absolute)
     higher = guidance.get("direction", "max") != "min"
     guided, guided_s = timed_sample(guided_sampler, n, seed)
     unguided, unguided_s = timed_sample(plain_sampler, n, seed)
@@ -364,7 +410,9 @@ __all__ = [
     "load_table",
     "predictor_spearman",
     "sample_scores",
+    "source_target",
     "split_labeled",
     "timed_sample",
+    "with_sources",
     "write_samples",
 ]

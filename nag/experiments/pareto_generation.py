@@ -47,7 +47,7 @@ from omegaconf import DictConfig
 from nag.evaluation.latency import Timing, timing_like
 from nag.evaluation.measure import check_metrics, measure_costs
 from nag.modules.cost_predictor import cost_predictor_info, load_cost_predictor
-from nag.diffusion.guidance import Guide, parse_constraint
+from nag.diffusion.guidance import DEFAULT_WEIGHT, Guide, parse_constraint
 from nag.errors import ConfigError
 from nag.experiments import build_space, call_with_config, experiment, plain, positive_int, run_dir
 from nag.experiments.generate import build_sampler, load_configured_prior, set_threads
@@ -55,7 +55,7 @@ from nag.io import atomic_write_text
 from nag.metrics import generation_metrics
 from nag.spaces.base import Arch, SearchSpace
 
-GUIDE_KEYS = ("predictor", "target", "weight", "direction", "goal", "schedule", "constraint", "sharpness")
+GUIDE_KEYS = ("predictor", "target", "weight", "direction", "goal", "schedule", "constraint", "sharpness", "scale")
 OBJECTIVE_DIRECTIONS = ("min", "max")
 
 
@@ -66,12 +66,13 @@ class GuideSpec:
 
     predictor: str
     target: str
-    weight: float = 1.0
+    weight: float = DEFAULT_WEIGHT
     direction: str | None = "max"
     goal: float | None = None
     schedule: str = "constant"
     constraint: tuple[str, float] | None = None
     sharpness: float = 10.0
+    scale: str = "standardized"
 
     @classmethod
     def from_config(cls, raw: Mapping[str, Any], i: int) -> GuideSpec:
@@ -98,7 +99,7 @@ class GuideSpec:
     def build(self, predictor: Any) -> Guide:
         return Guide(
             predictor, weight=self.weight, direction=self.direction, target=self.goal, target_index=self.target,
-            schedule=self.schedule, constraint=self.constraint, sharpness=self.sharpness,
+            schedule=self.schedule, constraint=self.constraint, sharpness=self.sharpness, scale=self.scale,
         )
 
 

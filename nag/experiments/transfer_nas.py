@@ -80,7 +80,9 @@ def transfer_nas(cfg: DictConfig) -> dict:
     # 1-2. encode the task, generate guided candidates
     extractor = build_extractor(plain(cfg.dataset_encoder))
     predictor = meta.for_task(extractor.task_features(task, int(cfg.n_per_class), seed))
-    guide = Guide(predictor, weight=float(cfg.guidance.weight), direction="max", schedule=str(cfg.guidance.schedule))
+    guidance = plain(cfg.guidance)
+    guide = Guide(predictor, weight=float(guidance["weight"]), direction="max", schedule=str(guidance["schedule"]),
+                  scale=str(guidance.get("scale", "standardized")))
     sampler = build_sampler(prior, cfg, [guide])
     gen_start = time.perf_counter()
     candidates = distinct_by_class(space, sampler.sample(int(cfg.n_candidates), seed=seed))

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import functools
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from typing import Any, Callable, ClassVar
 
 import numpy as np
@@ -45,6 +46,7 @@ class PoolOptimizer(ABC):
         self.pool_size = pool_size
         self.by_canonical = by_canonical
         self.origin: dict[Arch, str] = {}  # where candidates of the last proposal came from, if mixed
+        self.warm_start: Any = None  # a nag.search.transfer.WarmStart, set by BayesOpt when it has sources
 
     @abstractmethod
     def propose(self, ctx: SearchContext, surrogate: Any, targets: np.ndarray | None = None) -> list[Arch]:
@@ -150,17 +152,17 @@ class ExhaustivePool(PoolOptimizer):
 
 
 class AcquisitionObjective:
-    """Differentiable guidance target from a surrogate: ``(mean + kappa * std) / scale`` at ``(x_t, t)``.
+    """Differentiable guidance target from a surrogate: ``mean + kappa * std`` at ``(x_t, t)``.
 
-    ``scale`` (the spread of the observed values) makes ``weight`` unit-free: guidance with weight
-    w samples roughly from ``prior(x) * exp(w * objective(x))``. Carries the surrogate's
-    ``sde_config``/``space_name`` so GuidedSampler can check it against the prior.
+    Its ``Guide`` standardizes it by the spread of the observed values (``guidance_scale``), so
+    ``weight`` is unit-free: guidance with weight w samples roughly from
+    ``prior(x) * exp(w * objective(x) / unit)``. Carries the surrogate's ``sde_config``/``space_name``
+    so GuidedSampler can check it against the prior.
     """
 
-    def __init__(self, surrogate: Any, kappa: float = 0.0, scale: float = 1.0) -> None:
+    def __init__(self, surrogate: Any, kappa: float = 0.0) -> None:
         self.surrogate = surrogate
         self.kappa = float(kappa)
-        self.scale = max(float(scale), 1e-8)
         self.sde_config = getattr(surrogate, "sde_config", None)
         self.space_name = getattr(surrogate, "space_name", None)
 
@@ -170,7 +172,7 @@ class AcquisitionObjective:
         obj = mean[:, 0]
         if self.kappa:
             obj = obj + self.kappa * var[:, 0].clamp_min(1e-12).sqrt()
-        return obj / self.scale
+        return obj
 
 
 class IncumbentMixture:
@@ -215,7 +217,9 @@ class DiffusionPool(PoolOptimizer):
     Args:
         prior: a loaded Prior, a path to one (``save_prior``), or None for the shipped prior of
             the space (``nag.diffusion.prior.default_prior_path``).
-        weight: guidance scale on the standardised objective.
+        weight: guidance weight; with ``scale="standardized"`` in units of ``guidance_scale`` of the
+            observed values (the spread of their better half), with ``"absolute"`` on the
+            surrogate's raw output.
         kappa: exploration bonus of the guidance objective (UCB), in ensemble stds.
         schedule: guidance weight schedule ("constant", "linear", "cosine").
         solver: solver name or config (default: PC with ``steps`` steps).
@@ -229,6 +233,7 @@ class DiffusionPool(PoolOptimizer):
             archs) to the generated ones; 0 = generated candidates only.
         alternate: with ``mutations``, rounds alternate between a pool of generated candidates
             only and one of mutation candidates only (generated first), instead of one mixed pool.
+        scale: "standardized" or "absolute" (``nag.diffusion.guidance.Guide``).
     """
 
     name = "diffusion"
@@ -253,9 +258,15 @@ class DiffusionPool(PoolOptimizer):
         guide_params: dict[str, Any] | None = None,
         mutations: int = 0,
         alternate: bool = False,
+        scale: str = "standardized",
         by_canonical: bool = True,
     ) -> None:
         super().__init__(space, pool_size, by_canonical)
+        from nag.diffusion.guidance import SCALES
+
+        if scale not in SCALES:
+            raise ConfigError(f"unknown guidance scale {scale!r}; accepted: {list(SCALES)}")
+        self.scale = scale
         if alternate and not mutations:
             raise ConfigError("alternate=True needs mutations > 0: it alternates generated and mutation pools. "
                               "For generated candidates only, set alternate=false too "
@@ -303,8 +314,10 @@ class DiffusionPool(PoolOptimizer):
                 return local
         guides = []
         if self.weight:
-            objective = AcquisitionObjective(self.guide_surrogate(ctx, y), self.kappa, guidance_scale(y))
-            guides.append(Guide(objective, weight=self.weight, direction="max", schedule=self.schedule))
+            objective = AcquisitionObjective(self.guide_surrogate(ctx, y), self.kappa)
+            unit = guidance_scale(y) if self.scale == "standardized" else None
+            guides.append(Guide(objective, weight=self.weight, direction="max", schedule=self.schedule,
+                                scale=self.scale, unit=unit))
         if self.trust_top and self.trust_weight:
             from nag.diffusion.sde import build_sde
             from nag.modules.arch_data import to_state
@@ -312,7 +325,7 @@ class DiffusionPool(PoolOptimizer):
             top = sorted(ctx.history, key=lambda q: -q.value)[: self.trust_top]
             mixture = IncumbentMixture(build_sde(self.prior.sde), to_state(self.space, [q.arch for q in top]),
                                        np.array([q.value for q in top]), self.trust_radius)
-            guides.append(Guide(mixture, weight=self.trust_weight, direction="max"))
+            guides.append(Guide(mixture, weight=self.trust_weight, direction="max", scale="absolute"))  # a log-density
         if self.diversity:
             guides.append(DiversityGuide(weight=self.diversity))
         sampler = GuidedSampler(self.prior, guides, solver=self.solver, batch_size=self.batch_size)
@@ -332,7 +345,12 @@ class DiffusionPool(PoolOptimizer):
         """
         params = {"noise_aware": True, **self.guide_params, "sde_config": self.sde_config()}
         archs = [q.arch for q in ctx.history]
-        return fit_surrogate(self.guide_surrogate_name, self.space, archs, y, seed=ctx.torch_seed(), **params)
+        seed = ctx.torch_seed()
+        if self.warm_start is not None:  # the sources' surrogates, noise-aware under the prior's SDE, plus residuals
+            return self.warm_start.fit(
+                lambda r: fit_surrogate(self.guide_surrogate_name, self.space, archs, r, seed=seed, **params),
+                archs, y, params["sde_config"], noise_aware=True)
+        return fit_surrogate(self.guide_surrogate_name, self.space, archs, y, seed=seed, **params)
 
 
 def history_values(ctx: SearchContext) -> np.ndarray:
@@ -344,11 +362,12 @@ def guidance_scale(y: np.ndarray) -> float:
     """Spread of the better half of the values ``y`` [n]: the unit of the guidance objective.
 
     The whole spread is dominated by broken archs (NB201: ~10% accuracy); measured on the better
-    half, a unit is a difference that matters among good archs.
+    half, a unit is a difference that matters among good archs. The same rule as every
+    standardized guide (``nag.diffusion.guidance.preferred_spread``), on the observed values.
     """
-    values = np.sort(np.asarray(y, dtype=float))[::-1]
-    top = values[: max(2, (len(values) + 1) // 2)]
-    return float(np.std(top)) or float(np.std(values)) or 1.0
+    from nag.diffusion.guidance import preferred_spread
+
+    return preferred_spread(y, "upper")
 
 
 POOL_OPTIMIZERS.register("prior_filter", functools.partial(DiffusionPool, weight=0.0),
@@ -381,6 +400,10 @@ class BayesOpt(Searcher):
             fixed), so it needs no data to learn that they do not matter. Off by default: on
             NB201 it ranks random cells better but did not shorten searches (docs/search.md).
         threads: torch intra-op threads during a round (1: tiny tensors; None: unchanged).
+        sources: results of related tasks (``nag.search.sources.Source``): the initial design is
+            their best archs and the surrogate a transfer surrogate (``nag.search.transfer``).
+        transfer_strength: how many target observations the transfer surrogate's prior (equal,
+            positive source weights) is worth.
 
     ``on_pool``: if set, called every model round as ``on_pool(ctx, pool, mean, std, scores)``
     before the queries (``pool`` fresh archs, the others [len(pool)]); for diagnostics
@@ -404,6 +427,8 @@ class BayesOpt(Searcher):
         target_transform: str = "rank_gauss",
         normal_form: bool = False,
         threads: int | None = 1,
+        sources: Sequence[Any] = (),
+        transfer_strength: float = 1.0,
     ) -> None:
         super().__init__(space)
         if n_init < 1 or q < 1:
@@ -420,6 +445,13 @@ class BayesOpt(Searcher):
         self.normal_form = normal_form
         check_surrogate(surrogate, self.surrogate_params)  # fails now, not after n_init queries
         TARGET_TRANSFORMS.get(target_transform)
+        self.warm_start = None
+        if sources:
+            from nag.search.transfer import WarmStart
+
+            self.warm_start = WarmStart(sources, space, surrogate, self.surrogate_params, transfer_strength,
+                                        view=self.surrogate_view)
+        self.optimizer.warm_start = self.warm_start
 
     def targets(self, ctx: SearchContext) -> np.ndarray:
         """The surrogate's targets: the observed values under ``target_transform``. [n]."""
@@ -433,11 +465,17 @@ class BayesOpt(Searcher):
         """The surrogate refitted on every evaluated arch, targets ``y`` [n] (seeded from the search's generator)."""
         archs = self.surrogate_view([q.arch for q in ctx.history])
         params = {"sde_config": self.optimizer.sde_config(), **self.surrogate_params}
-        return fit_surrogate(self.surrogate, self.space, archs, y, seed=ctx.torch_seed(), **params)
+        seed = ctx.torch_seed()
+        if self.warm_start is not None:
+            return self.warm_start.fit(lambda r: fit_surrogate(self.surrogate, self.space, archs, r, seed=seed, **params),
+                                       archs, y, params["sde_config"], noise_aware=bool(params.get("noise_aware")))
+        return fit_surrogate(self.surrogate, self.space, archs, y, seed=seed, **params)
 
     def step(self, ctx: SearchContext) -> None:
-        if ctx.n_queries < self.n_init:  # up to q random archs at once, the same ones as q rounds of one
-            ctx.query_many(ctx.draw_unseen(min(self.q, self.n_init - ctx.n_queries, ctx.remaining)))
+        if ctx.n_queries < self.n_init:  # source designs first, then up to q random archs at once
+            design = self.warm_start.next_design(ctx) if self.warm_start is not None else None
+            n = min(self.q, self.n_init - ctx.n_queries, ctx.remaining)
+            ctx.query_many([design] if design is not None else ctx.draw_unseen(n))
             return
         y = self.targets(ctx)
         with torch_threads(self.threads):

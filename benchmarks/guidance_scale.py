@@ -1,0 +1,174 @@
+"""One guidance weight for every metric? Standardized guidance on NB201 table columns.
+
+    python benchmarks/guidance_scale.py --columns latency_ms_raspi4:min params_M_cifar10:max \
+        --seeds 0 1 --weights 1 1.5 2 3 --out runs/guidance_scale
+    python benchmarks/guidance_scale.py --report --out runs/guidance_scale
+
+For every ``column:direction`` and seed it does what ``experiment=guided_generation`` does with
+that seed (``n_labeled`` table archs drawn with the seed, a noise-aware predictor fitted with the
+experiment's predictor options, ``n`` samples from the shipped prior with the experiment's
+solver), once per weight (and diversity weight), and scores the samples by the true table:
+``frac_top5`` (in the column's true best 5%, for its direction) and ``uniqueness``. The predictor
+is fitted once per column and seed. Each sampling appends a row to ``<out>/rows.jsonl``; a rerun
+skips the rows that are there.
+
+``--scale`` picks the Guide's units (standardized, the default; or absolute). The report prints,
+per setting, every column's mean over seeds and the worst case over all (column, seed) pairs of
+``min(frac_top5, uniqueness)``: the rule used to choose ``DEFAULT_WEIGHT`` on columns the
+must-show columns are not (docs/guidance.md). Predictors are kept in ``<out>/predictors`` (one per
+column, seed and ``n_labeled``), so a grid can grow without refitting.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_CSV = REPO.parent / "shared" / "data" / "nb201" / "nb201.csv"
+EXPERIMENT_YAML = REPO / "experiments" / "experiment" / "guided_generation.yaml"
+
+
+def experiment_defaults() -> dict[str, Any]:
+    """The predictor and solver blocks of experiment=guided_generation (so this measures its setting)."""
+    from omegaconf import OmegaConf
+
+    cfg = OmegaConf.to_container(OmegaConf.load(EXPERIMENT_YAML))
+    return {"predictor": cfg["predictor"], "solver": cfg["solver"], "n_heldout": cfg["n_heldout"]}
+
+
+# How standardized guides are calibrated now (rows of earlier calibrations stay apart in the report):
+# "noise_levels" = the unit measured at every noise level; rows without the key used the clean unit only.
+CALIBRATION = "noise_levels"
+
+
+def calibration(row: dict[str, Any]) -> str:
+    return row.get("calibration", "clean") if row["scale"] == "standardized" else "-"
+
+
+def setting_key(row: dict[str, Any]) -> tuple:
+    return (row["column"], row["direction"], row["seed"], row["scale"], calibration(row), row.get("schedule", "constant"),
+            row["weight"], row["diversity"])
+
+
+def run(args: argparse.Namespace) -> None:
+    import torch
+
+    from nag.diffusion.guidance import GuidedSampler
+    from nag.experiments.guided_generation import (
+        build_guides,
+        fit_guidance_predictor,
+        load_prior_for,
+        load_table,
+        predictor_spearman,
+        sample_scores,
+        split_labeled,
+        timed_sample,
+    )
+    from nag.io import append_jsonl, read_jsonl
+    from nag.modules.predictor import Predictor
+    from nag.spaces import get_space
+
+    torch.set_num_threads(1)
+    defaults = experiment_defaults()
+    space = get_space("nb201")
+    table = load_table({"path": str(args.csv)}, space)
+    prior = load_prior_for(space, None)
+    log = args.out / "rows.jsonl"
+    done = {setting_key(r) for r in read_jsonl(log, missing_ok=True)}
+    for spec in args.columns:
+        column, _, direction = spec.partition(":")
+        for seed in args.seeds:
+            kind = CALIBRATION if args.scale == "standardized" else "-"
+            settings = [(w, d) for w in args.weights for d in args.diversity
+                        if (column, direction, seed, args.scale, kind, args.schedule, w, d) not in done]
+            if not settings:
+                continue
+            labeled, heldout = split_labeled(table, args.n_labeled, defaults["n_heldout"], seed)
+            cached = args.out / "predictors" / f"{column}_seed{seed}_n{args.n_labeled}.pt"
+            start = time.perf_counter()
+            if cached.is_file():  # a predictor depends on (column, seed, n_labeled) only: fit once
+                pred = Predictor.load(cached, space)
+            else:
+                pred = fit_guidance_predictor(space, table, labeled, [column], prior.sde.config(), defaults["predictor"],
+                                              seed)
+                cached.parent.mkdir(parents=True, exist_ok=True)
+                pred.save(cached)
+            fit_s = time.perf_counter() - start
+            rho = predictor_spearman(pred, space, table, heldout, column, 0.0, seed)
+            for weight, diversity in settings:
+                guidance = {"weight": weight, "direction": direction, "scale": args.scale, "schedule": args.schedule,
+                            "diversity": {"weight": diversity}}
+                guides = build_guides(pred, column, guidance)
+                sampler = GuidedSampler(prior, guides, solver=defaults["solver"], batch_size=args.n)
+                archs, sec = timed_sample(sampler, args.n, seed)
+                scores = sample_scores(archs, table, column, direction != "min")
+                row = {"column": column, "direction": direction, "seed": seed, "scale": args.scale, "calibration": kind,
+                       "schedule": args.schedule, "weight": weight,
+                       "diversity": diversity, "unit": guides[0].unit, "predictor_spearman": rho,
+                       "predictor_fit_s": fit_s, "sample_s": sec, **scores}
+                append_jsonl(log, row)
+                print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()}), flush=True)
+
+
+def report(args: argparse.Namespace) -> None:
+    from collections import defaultdict
+    from statistics import fmean
+
+    from nag.io import read_jsonl
+
+    rows = read_jsonl(args.out / "rows.jsonl", missing_ok=True)
+    if args.columns:
+        wanted = {tuple(c.split(":")) for c in args.columns}
+        rows = [r for r in rows if (r["column"], r["direction"]) in wanted]
+    by_setting: dict[tuple, list[dict]] = defaultdict(list)
+    for r in rows:
+        by_setting[(r["scale"], calibration(r), r.get("schedule", "constant"), r["weight"], r["diversity"])].append(r)
+    columns = sorted({(r["column"], r["direction"]) for r in rows})
+    print(f"frac_top5 / uniqueness, mean over seeds; worst = min over (column, seed) of min(frac_top5, uniqueness)")
+    print("scale         calibration  schedule  weight  div  " + "  ".join(f"{c}:{d}"[:26].ljust(26) for c, d in columns)
+          + "  worst")
+    for (scale, kind, schedule, weight, div), rs in sorted(by_setting.items()):
+        cells = []
+        for c, d in columns:
+            cr = [r for r in rs if r["column"] == c and r["direction"] == d]
+            cells.append(f"{fmean(r['frac_top5'] for r in cr):.3f} / {fmean(r['uniqueness'] for r in cr):.3f} "
+                         f"({len(cr)})" if cr else "-")
+        worst = min(min(r["frac_top5"], r["uniqueness"]) for r in rs)
+        print(f"{scale:<13} {kind:<12} {schedule:<9} {weight:>6} {div:>4}  " + "  ".join(c.ljust(26) for c in cells)
+              + f"  {worst:.3f}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--csv", type=Path, default=DEFAULT_CSV)
+    parser.add_argument("--columns", nargs="+", default=[], metavar="COLUMN:DIRECTION",
+                        help="e.g. latency_ms_raspi4:min params_M_cifar10:max")
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0])
+    parser.add_argument("--weights", nargs="+", type=float, default=[2.0])
+    parser.add_argument("--diversity", nargs="+", type=float, default=[0.0],
+                        help="DiversityGuide weights (every weight is run with each)")
+    parser.add_argument("--scale", default="standardized", choices=("standardized", "absolute"))
+    parser.add_argument("--schedule", default="constant", help="guidance weight schedule (nag.diffusion.guidance.SCHEDULES)")
+    parser.add_argument("--n", type=int, default=256)
+    parser.add_argument("--n-labeled", type=int, default=1000)
+    parser.add_argument("--out", type=Path, default=REPO / "runs" / "guidance_scale")
+    parser.add_argument("--report", action="store_true", help="only print the report of the rows in --out")
+    args = parser.parse_args(argv)
+    for spec in args.columns:
+        if spec.partition(":")[2] not in ("max", "min"):
+            parser.error(f"--columns {spec!r}: write COLUMN:max or COLUMN:min")
+    args.out.mkdir(parents=True, exist_ok=True)
+    if not args.report:
+        if not args.columns:
+            parser.error("give --columns (or --report)")
+        run(args)
+    report(args)
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(REPO))
+    main()
