@@ -21,7 +21,7 @@ from nag.metrics import regression_scores
 from nag.modules.cost_predictor import cost_predictor_info, default_predictor_path, fit_cost_predictor, load_cost_predictor, resolve_predictor_path, save_cost_predictor, split_rows
 from nag.tables.readers import read_table_costs, table_arch_fn
 from nag.diffusion.guidance import Guide
-from nag.diffusion.prior import default_prior_path, load_default_prior
+from nag.diffusion.prior import default_prior_path, load_prior
 from nag.errors import ConfigError, MissingDataError
 from nag.experiments import run_experiment
 from nag.experiments.pareto_generation import (
@@ -254,7 +254,7 @@ def mbv3_prior():
     space = MBv3Space(resolution=128)
     if not default_prior_path("mbv3", must_exist=False).is_file():
         pytest.skip("no shipped mbv3 prior (python -m nag.run experiment=train_prior_mbv3 save_default=true)")
-    return load_default_prior(space)
+    return load_prior(None, space)
 
 
 @pytest.fixture(scope="module")

@@ -45,7 +45,7 @@ def test_budget_from_any() -> None:
 
 
 def test_budget_unknown_key_lists_accepted() -> None:
-    with pytest.raises(ConfigError, match=r"unknown training budget keys \['epoch'\]. Accepted keys: \['epochs'"):
+    with pytest.raises(ConfigError, match=r"training budget has no setting 'epoch'; it accepts: epochs, batch_size, .* Did you mean 'epochs'"):
         TrainBudget.from_any({"epoch": 3})
 
 
@@ -53,8 +53,13 @@ def test_budget_unknown_key_lists_accepted() -> None:
     "bad", [0, {"batch_size": 0}, {"lr": -1.0}, {"max_steps": 0}, {"momentum": 1.0}, {"epochs": 2.5}, True, "10"]
 )
 def test_budget_refuses_bad_values(bad) -> None:
-    with pytest.raises(ConfigError):
+    with pytest.raises(ConfigError, match="is not accepted: expected|must be a mapping"):
         TrainBudget.from_any(bad)
+
+
+def test_budget_error_names_the_key_the_value_and_the_range() -> None:
+    with pytest.raises(ConfigError, match=r"'momentum' = 1.0 is not accepted: expected a number >= 0 and < 1"):
+        TrainBudget(momentum=1.0)
 
 
 # ----- training -------------------------------------------------------------------------------

@@ -11,15 +11,17 @@ import math
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import torch
+from pydantic import Field
 from torch import Tensor
 from torch.nn import functional as F
 
 from nag.diffusion.sde import SDE, ScoreFn, assert_same_sde, bcast, build_sde
 from nag.diffusion.solvers import Solver, get_solver
 from nag.errors import ConfigError, IncompatibleComponentsError
+from nag.schema import checked
 
 Schedule = Callable[[Tensor], Tensor]
 
@@ -41,6 +43,9 @@ CONSTRAINT_EXCESS: dict[str, Callable[[Tensor, float], Tensor]] = {
     "<=": lambda m, c: m - c,
     ">=": lambda m, c: c - m,
 }
+
+ScheduleName = Literal[tuple(SCHEDULES)]  # type: ignore[misc]
+Direction = Literal[tuple(DIRECTIONS)]  # type: ignore[misc]
 
 _CONSTRAINT = re.compile(r"^\s*(<=|>=)\s*([-+0-9.eE]+)\s*$")
 
@@ -70,14 +75,12 @@ def parse_constraint(constraint: str | Sequence[Any] | None) -> tuple[str, float
 class BaseGuide(ABC):
     """Weight ``w(t) = weight * schedule(t / T)`` times the gradient of ``objective``."""
 
-    def __init__(self, weight: float = 1.0, schedule: str | Schedule = "constant") -> None:
+    def __init__(self, weight: float = 1.0, schedule: ScheduleName | Schedule = "constant") -> None:
         self.weight = float(weight)
         if callable(schedule):
             self._schedule, self.schedule_name = schedule, getattr(schedule, "__name__", "callable")
-        elif schedule in SCHEDULES:
-            self._schedule, self.schedule_name = SCHEDULES[schedule], schedule
         else:
-            raise ConfigError(f"unknown guidance schedule {schedule!r}; accepted: {sorted(SCHEDULES)} or a callable(t)")
+            self._schedule, self.schedule_name = SCHEDULES[schedule], schedule
         self._user_schedule = callable(schedule)
 
     def weight_at(self, t: Tensor, T: float = 1.0) -> Tensor:
@@ -127,20 +130,19 @@ class Guide(BaseGuide):
         sharpness: ``k`` of the softplus penalty, in 1 / (units of the predictor's output).
     """
 
+    @checked
     def __init__(
         self,
-        predictor: Callable[[Tensor, Tensor], Tensor],
+        predictor: Callable[..., Any],
         weight: float = 1.0,
-        direction: str | None = "max",
+        direction: Direction | None = "max",
         target: float | None = None,
         target_index: int | str = 0,
-        schedule: str | Schedule = "constant",
+        schedule: ScheduleName | Schedule = "constant",
         constraint: str | Sequence[Any] | None = None,
-        sharpness: float = 10.0,
+        sharpness: Annotated[float, Field(gt=0)] = 10.0,
     ) -> None:
         super().__init__(weight, schedule)
-        if direction is not None and direction not in DIRECTIONS:
-            raise ConfigError(f"unknown guidance direction {direction!r}; accepted: {sorted(DIRECTIONS)} or None")
         if direction == "target" and target is None:
             raise ConfigError("direction='target' needs a target value, e.g. Guide(p, direction='target', target=70.0)")
         self.constraint = parse_constraint(constraint)
@@ -218,21 +220,16 @@ class DiversityGuide(BaseGuide):
     Cost: a ``[B, B + memory]`` Gram matrix per score evaluation, O(B (B + memory) N V).
     """
 
+    @checked
     def __init__(
         self,
         weight: float = 1.0,
-        bandwidth: float | None = None,
-        schedule: str | Schedule = "constant",
-        on: str = "denoised",
-        memory: int = 0,
+        bandwidth: Annotated[float, Field(gt=0)] | None = None,
+        schedule: ScheduleName | Schedule = "constant",
+        on: Literal["denoised", "state"] = "denoised",
+        memory: Annotated[int, Field(ge=0)] = 0,
     ) -> None:
         super().__init__(weight, schedule)
-        if bandwidth is not None and bandwidth <= 0:
-            raise ConfigError(f"DiversityGuide bandwidth must be > 0 or None (batch heuristic), got {bandwidth}")
-        if on not in ("denoised", "state"):
-            raise ConfigError(f"DiversityGuide on={on!r} is not supported; use 'denoised' or 'state'")
-        if memory < 0:
-            raise ConfigError(f"DiversityGuide memory must be >= 0, got {memory}")
         self.bandwidth, self.on, self.memory = bandwidth, on, int(memory)
         self.needs_score = on == "denoised"  # (gradient() is in closed form; objective() for reference)
         self._bank: Tensor | None = None
@@ -331,11 +328,12 @@ def _finite_(g: Tensor) -> Tensor:
     return g
 
 
+@checked
 def guided_score_fn(
     score_fn: ScoreFn,
     guides: Sequence[BaseGuide],
     *,
-    max_norm_ratio: float | None = None,
+    max_norm_ratio: Annotated[float, Field(gt=0)] | None = None,
     sde: SDE | None = None,
 ) -> ScoreFn:
     """``s(x, t) + sum_i w_i(t) grad_x objective_i(x, t)``, kept finite.
@@ -350,8 +348,6 @@ def guided_score_fn(
     guides = tuple(guides)
     if not guides:
         return score_fn
-    if max_norm_ratio is not None and max_norm_ratio <= 0:
-        raise ConfigError(f"max_norm_ratio must be > 0 or None, got {max_norm_ratio}")
     T = sde.T if sde is not None else 1.0
 
     def fn(x: Tensor, t: Tensor) -> Tensor:
@@ -400,7 +396,8 @@ class GuidedSampler:
         prior: has ``space`` (SearchSpace), ``sde`` (SDE or its config), ``score_fn(x, t)``;
             optionally ``device``.
         guides: Guide / DiversityGuide instances.
-        solver: a Solver, a name ("pc", "ode"), a config mapping, or None (paper PC: 1000 steps).
+        solver: a Solver, a name ("pc", "ode"), a config mapping, or None
+            (``nag.diffusion.solvers.DEFAULT_SOLVER``).
         batch_size: samples per solver call.
         max_norm_ratio: optional per-sample cap on ``||guidance|| / ||score||``.
         progress: tqdm bar over each batch's steps.
@@ -408,20 +405,19 @@ class GuidedSampler:
     Raises IncompatibleComponentsError when a guide's predictor records another SDE or space.
     """
 
+    @checked
     def __init__(
         self,
         prior: Any,
         guides: Sequence[BaseGuide] = (),
         solver: Solver | str | Mapping[str, Any] | None = None,
-        batch_size: int = 256,
-        max_norm_ratio: float | None = None,
+        batch_size: Annotated[int, Field(ge=1)] = 256,
+        max_norm_ratio: Annotated[float, Field(gt=0)] | None = None,
         progress: bool = False,
     ) -> None:
-        if batch_size < 1:
-            raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
         self.prior = prior
         self.guides = tuple(guides)
-        self.solver = get_solver(solver if solver is not None else "pc")
+        self.solver = get_solver(solver)
         self.batch_size = int(batch_size)
         self.max_norm_ratio = max_norm_ratio
         self.progress = progress
