@@ -206,7 +206,7 @@ def _parameters(fn: Any, skip: int) -> tuple[list[inspect.Parameter], bool, dict
     target = getattr(fn, "forwards_kwargs_to", None)
     if var_kw and target is not None:  # **kwargs documented as another factory's settings
         more, var_kw, more_hints = _parameters(target, 0)
-        seen = {p.name for p in named}
+        seen = {p.name for p in params}  # the forwarder passes these itself
         named += [p for p in more if p.name not in seen]
         hints.update({k: v for k, v in more_hints.items() if k not in seen})
     return named, var_kw, hints

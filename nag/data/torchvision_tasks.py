@@ -119,7 +119,7 @@ def _cifar(
 
 @TASKS.register("cifar10")
 def cifar10(
-    root: str | None = None,
+    root: str | os.PathLike | None = None,
     download: bool = False,
     val_size: int = 5000,
     augment: bool = False,
@@ -132,7 +132,7 @@ def cifar10(
 
 @TASKS.register("cifar100")
 def cifar100(
-    root: str | None = None,
+    root: str | os.PathLike | None = None,
     download: bool = False,
     val_size: int = 5000,
     augment: bool = False,

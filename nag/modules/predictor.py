@@ -14,7 +14,6 @@ own noise draws) gives a mean and an (epistemic) variance across members; M = 1 
 """
 from __future__ import annotations
 
-import inspect
 import math
 import os
 from collections.abc import Iterator, Mapping, Sequence
@@ -50,28 +49,12 @@ def _register_builtins() -> None:
         import nag.modules.meta_predictor  # noqa: F401  (registers "meta" and "task_bound")
 
 
-def accepted_options(factory: Any) -> set[str]:
-    """Config keys a member factory accepts; ``**kwargs`` follow its ``forwards_kwargs_to``."""
-    params = inspect.signature(factory).parameters
-    names = {n for n, p in params.items() if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)}
-    names -= {"self", "num_ops", "adjacency", "num_targets"}
-    target = getattr(factory, "forwards_kwargs_to", None)
-    if target is not None and any(p.kind is p.VAR_KEYWORD for p in params.values()):
-        names |= accepted_options(target)
-    return names
-
-
 def build_member(net_config: Mapping[str, Any], num_ops: int, adjacency: Tensor, num_targets: int) -> nn.Module:
     """One member network from ``{"name": ..., **options}``; unknown options are a ConfigError."""
     _register_builtins()
     cfg = dict(net_config)
     name = cfg.pop("name", "gnn")
-    factory = PREDICTOR_NETS.get(name)
-    accepted = accepted_options(factory)
-    unknown = sorted(set(cfg) - accepted)
-    if unknown:
-        raise ConfigError(f"unknown {name!r} predictor option(s) {unknown}; accepted: {sorted(accepted)}")
-    return factory(num_ops=num_ops, adjacency=adjacency, num_targets=num_targets, **cfg)
+    return PREDICTOR_NETS.build(name, num_ops, adjacency, num_targets, **cfg)  # checked against its signature
 
 
 def build_members(
