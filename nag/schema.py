@@ -40,6 +40,7 @@ __all__ = [
     "checked",
     "describe",
     "explain",
+    "factory_config",
     "plain",
     "signature_defaults",
     "signature_model",
@@ -69,6 +70,10 @@ class Settings(BaseModel):
             super().__init__(**data)
         except ValidationError as exc:
             raise ConfigError(explain(exc, type(self), data, what=_settings_name(type(self)))) from None
+
+    # Nested in a larger model, validate as a plain model (errors nest with their full key path)
+    # instead of calling __init__ (pydantic would wrap the ConfigError as one opaque value error).
+    __init__.__pydantic_base_init__ = True  # type: ignore[attr-defined]
 
     @classmethod
     def from_any(cls, value: Any = None) -> Any:
@@ -173,6 +178,27 @@ class PluginConfig(FactoryConfig):
     @classmethod
     def describe_plugin(cls, data: Mapping[str, Any]) -> str:
         return f"{cls.kind} {data.get('name')!r}"
+
+
+def factory_config(
+    factory: Callable[..., Any], *, kind: str, skip: int = 0, exclude: Sequence[str] = (), **fields: Any
+) -> type[FactoryConfig]:
+    """A ``FactoryConfig`` class whose settings are ``factory``'s (after ``skip`` positional
+    parameters, minus ``exclude``); ``fields`` (``name=(type, default)``) are the block's own keys.
+
+    ``DatasetEncoderConfig = factory_config(ImageFeatureExtractor, kind="dataset encoder")``.
+    """
+    namespace: dict[str, Any] = {
+        "__annotations__": {k: tp for k, (tp, _) in fields.items()},
+        **{k: default for k, (_, default) in fields.items() if default is not ...},
+        "kind": kind,
+        "skip": skip,
+        "exclude": tuple(exclude),
+        "factory_for": classmethod(lambda cls, data: factory),
+        "__module__": getattr(factory, "__module__", __name__),
+    }
+    name = "".join(w.title() for w in kind.replace("-", " ").split()) + "Config"
+    return type(name, (FactoryConfig,), namespace)  # type: ignore[return-value]
 
 
 # ----- models from signatures ------------------------------------------------------------------
@@ -343,6 +369,8 @@ def _explain_errors(errors: list[dict[str, Any]], model: Any, data: Any, what: s
     same = [e for e in errors if tuple(e["loc"][: len(path)]) == tuple(path)]
     if first["type"] in ("value_error", "assertion_error") and len(same) == 1:
         message = str(first.get("msg", "")).removeprefix("Value error, ").removeprefix("Assertion failed, ")
+        if not path:  # a rule across the keys of a block
+            return f"{'config key ' + repr(key) if key else what or 'config'}: {message}"
         where = f"{what}: setting {key!r}" if what and not prefix else f"config key {key!r}"
         return f"{where} = {_show(value)}: {message}"
     expected = describe(field.annotation, field.metadata) if field is not None else str(first.get("msg", "")).lower()

@@ -11,17 +11,17 @@ import math
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import torch
-from pydantic import Field
+from pydantic import AliasChoices, ConfigDict, Field, field_validator, model_validator
 from torch import Tensor
 from torch.nn import functional as F
 
 from nag.diffusion.sde import SDE, ScoreFn, assert_same_sde, bcast, build_sde
 from nag.diffusion.solvers import Solver, get_solver
 from nag.errors import ConfigError, IncompatibleComponentsError
-from nag.schema import checked
+from nag.schema import Settings, checked
 
 Schedule = Callable[[Tensor], Tensor]
 
@@ -195,6 +195,76 @@ class Guide(BaseGuide):
         return (
             f"Guide(weight={self.weight}, direction={self.direction!r}, target={self.target}, "
             f"index={self.index}, schedule={self.schedule_name!r}, constraint={self.constraint})"
+        )
+
+
+class GuideSpec(Settings):
+    """One predictor guide as a config writes it (``guidance:``, ``extra_guides:``, ``guides:``).
+
+    ``build(predictor)`` makes the ``Guide``. ``predictor`` names a saved predictor (a file, or the
+    name of one nag ships) where an experiment loads its guides' predictors; where the experiment
+    fits or loads the predictor itself it stays unset. ``target`` is the predictor's output column
+    (``metric`` is accepted as another name for it); ``goal`` is the value that direction
+    ``target`` seeks. The other keys are ``Guide``'s.
+    """
+
+    model_config = ConfigDict(populate_by_name=True)
+    settings_name: ClassVar[str] = "guide"
+
+    predictor: str | None = None
+    target: str | int | None = Field(default=None, validation_alias=AliasChoices("target", "metric"))
+    weight: float = 1.0
+    direction: Direction | None = "max"
+    goal: float | None = None
+    schedule: ScheduleName = "constant"
+    constraint: str | tuple[Literal["<=", ">="], float] | None = None
+    sharpness: Annotated[float, Field(gt=0)] = 10.0
+
+    @field_validator("constraint")
+    @classmethod
+    def _readable(cls, constraint: Any) -> Any:
+        parse_constraint(constraint)  # a ConfigError (a ValueError) names the accepted forms
+        return constraint
+
+    @model_validator(mode="after")
+    def _complete(self) -> GuideSpec:
+        if self.direction == "target" and self.goal is None:
+            raise ValueError("direction 'target' needs goal: the value to steer towards, e.g. goal: 70.0")
+        if self.direction is None and self.constraint is None:
+            raise ValueError("a guide needs a direction (max, min, target) or a constraint")
+        return self
+
+    @property
+    def bound(self) -> tuple[str, float] | None:
+        """The constraint as ``(op, c)``."""
+        return parse_constraint(self.constraint)
+
+    @property
+    def sense(self) -> str | None:
+        """The direction of this guide's objective: its own, or the side its constraint bounds."""
+        if self.direction in ("min", "max"):
+            return self.direction
+        if self.bound is not None:
+            return "min" if self.bound[0] == "<=" else "max"
+        return None
+
+    def satisfied(self, values: Any) -> Any:
+        """Which ``values`` ``[n]`` meet the constraint (all, when there is none). [n] bool."""
+        import numpy as np
+
+        values = np.asarray(values)
+        if self.bound is None:
+            return np.ones(len(values), dtype=bool)
+        op, c = self.bound
+        return values <= c if op == "<=" else values >= c
+
+    def build(self, predictor: Callable[..., Any], target: str | int | None = None) -> Guide:
+        """The Guide of this spec on ``predictor``'s column ``target`` (default: this spec's, else 0)."""
+        column = target if target is not None else self.target
+        return Guide(
+            predictor, weight=self.weight, direction=self.direction, target=self.goal,
+            target_index=column if column is not None else 0, schedule=self.schedule,
+            constraint=self.bound, sharpness=self.sharpness,
         )
 
 
@@ -469,6 +539,7 @@ __all__ = [
     "BaseGuide",
     "DiversityGuide",
     "Guide",
+    "GuideSpec",
     "GuidedSampler",
     "guided_score_fn",
     "parse_constraint",

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -17,6 +17,7 @@ from torch import Tensor, nn
 from nag.diffusion.sde import SDE, build_sde
 from nag.errors import CheckpointMismatchError, ConfigError, MissingDataError
 from nag.registry import Registry
+from nag.schema import Settings
 from nag.spaces.base import Arch, SearchSpace
 
 FORMAT = "nag.prior"
@@ -28,6 +29,15 @@ ASSETS = Path(__file__).resolve().parents[1] / "assets" / "priors"
 #     my_space = "my_pkg:PRIOR_PATH"     # a path (str / Path), or a function returning one
 # nag's own spaces use nag/assets/priors/<space>.pt.
 PRIORS: Registry[Any] = Registry("default prior", group="nag.priors")
+
+
+class PriorConfig(Settings):
+    """The ``prior:`` config block (group ``prior/``): ``path`` of a prior written by train_prior,
+    or null for the space's default prior (``default_prior_path``)."""
+
+    settings_name: ClassVar[str] = "prior"
+
+    path: str | None = None
 
 
 class Prior:

@@ -25,7 +25,7 @@ from tqdm import tqdm
 from nag.diffusion.sde import SDE, ScoreFn, bcast
 from nag.errors import ConfigError
 from nag.registry import Registry
-from nag.schema import checked
+from nag.schema import PluginConfig, checked
 
 SOLVERS: Registry[Solver] = Registry("solver", group="nag.solvers")
 
@@ -356,6 +356,17 @@ class ODESolver(Solver):
 DEFAULT_SOLVER = "ode"
 
 
+class SolverConfig(PluginConfig):
+    """The ``solver:`` config block (group ``solver/``): ``{name, **settings}``, checked against the
+    named solver's signature; settings it leaves out keep the solver's defaults."""
+
+    kind: ClassVar[str] = "solver"
+
+    @classmethod
+    def factory(cls, name: str) -> Any:
+        return SOLVERS.get(name)
+
+
 def get_solver(name: str | Mapping[str, Any] | Solver | None = None, **kwargs: Any) -> Solver:
     """A solver by name (``get_solver("ode", steps=20)``), from its config mapping, or
     ``DEFAULT_SOLVER`` for None. Settings are checked against the solver's signature."""
@@ -381,6 +392,7 @@ __all__ = [
     "ODESolver",
     "PCSolver",
     "Solver",
+    "SolverConfig",
     "StepCoeffs",
     "get_solver",
     "list_solvers",

@@ -126,16 +126,16 @@ class TableEvaluator(Evaluator):
 
     @classmethod
     def from_config(cls, space: SearchSpace, cfg: Any) -> "TableEvaluator":
-        from nag.tables.table import BenchmarkTable
+        from nag.schema import plain
+        from nag.tables.table import BenchmarkConfig, load_benchmark
 
-        bench = cfg.get("benchmark") or {}
-        if not bench.get("path"):
+        bench = BenchmarkConfig.from_any(plain(cfg.get("benchmark")))
+        if not bench.path:
             raise ConfigError(
                 "evaluator=table needs benchmark.path=<csv> (a table with an 'arch' column and metric "
                 "columns such as cifar10_test_acc); or use evaluator=train_eval"
             )
-        table = BenchmarkTable.from_csv(bench["path"], space)
-        return cls(table, bench.get("metric", "cifar10_test_acc"))
+        return cls(load_benchmark(bench, space), bench.metric or "cifar10_test_acc")
 
 
 @EVALUATORS.register("train_eval")
@@ -145,16 +145,21 @@ class TrainEvalEvaluator(Evaluator):
     Every number train_eval returns (test accuracy, wall time, params) is kept in ``info[arch]``.
     """
 
-    def __init__(self, space: SearchSpace, task: Any, budget: Any = None, seed: int = 0, metric: str = "val_acc"):
+    def __init__(
+        self, space: SearchSpace, task: Any, budget: Any = None, seed: int = 0, metric: str = "val_acc",
+        trainer: Any = None,
+    ):
         super().__init__()
         self.space = space
         self.task = task
         self.budget = budget
         self.seed = seed
         self.metric = metric
+        self.trainer = trainer  # nag.modules.trainer.TrainerSettings (the trainer/ group); None = its defaults
 
     def _evaluate(self, arch: Arch) -> tuple[float, dict[str, float]]:
-        metrics = train_eval(self.space, arch, self.task, budget=self.budget, seed=self.seed)
+        options = {} if self.trainer is None else {"trainer": self.trainer}
+        metrics = train_eval(self.space, arch, self.task, budget=self.budget, seed=self.seed, **options)
         if self.metric not in metrics:
             raise ConfigError(
                 f"train_eval returned no {self.metric!r}; it returns: {', '.join(sorted(metrics))}"
@@ -165,11 +170,14 @@ class TrainEvalEvaluator(Evaluator):
     @classmethod
     def from_config(cls, space: SearchSpace, cfg: Any) -> "TrainEvalEvaluator":
         from nag.data import get_task
+        from nag.modules.trainer import TrainerSettings
+        from nag.schema import plain
 
-        task = dict(cfg.get("task") or {})
+        task = dict(plain(cfg.get("task")) or {})
         if "name" not in task:
             raise ConfigError("evaluator=train_eval needs a task: task=<name> (e.g. task=digits)")
-        return cls(space, get_task(**task), TrainBudget.from_any(cfg.get("train")), seed=int(cfg.get("seed", 0)))
+        return cls(space, get_task(**task), TrainBudget.from_any(plain(cfg.get("train"))), seed=int(cfg.get("seed", 0)),
+                   trainer=TrainerSettings.from_any(plain(cfg.get("trainer"))))
 
 
 def build_evaluator(name: str, space: SearchSpace, cfg: Any) -> Evaluator:

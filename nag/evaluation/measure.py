@@ -19,7 +19,6 @@ training seed.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -104,7 +103,7 @@ def measure_costs(
             f"{timing.reference_ms} would mix scales. Use another file, or timing.reference_ms={min(scales)}"
         )
     if scales and timing.reference_ms is None:  # a resumed file keeps its scale
-        timing = replace(timing, reference_ms=scales.pop())
+        timing = timing.with_(reference_ms=scales.pop())
     meter = _LazyMeter(space, timing)
 
     def measure(arch: Arch) -> dict[str, Any]:
@@ -120,6 +119,15 @@ def measure_costs(
 TRAIN_METRICS = ("val_acc", "test_acc", "train_loss")
 
 
+def interleave(a: Sequence[Arch], b: Sequence[Arch]) -> list[Arch]:
+    """a0, b0, a1, b1, ... then the rest of the longer one: measured in this order, two sets of
+    archs meet the same machine load."""
+    out: list[Arch] = []
+    for i in range(max(len(a), len(b))):
+        out += [s[i] for s in (a, b) if i < len(s)]
+    return out
+
+
 def measure_accuracies(
     space: SearchSpace,
     archs: Sequence[Arch],
@@ -130,8 +138,11 @@ def measure_accuracies(
     metrics: Sequence[str] = ("val_acc", "test_acc", "flops_M", "params_M"),
     context: Mapping[str, Any] | None = None,
     progress: bool = True,
+    trainer: Any = None,
 ) -> list[dict[str, Any]]:
     """Really train each arch (``nag.evaluation.train_eval`` on ``task``) into the JSONL file ``path`` (resumable).
+
+    ``trainer``: where to train (``nag.modules.trainer.TrainerSettings``; None = its defaults).
 
     A row holds ``TRAIN_METRICS`` (accuracies in %), ``train_s`` and the requested ``params_M`` /
     ``flops_M`` (``space.cost``: the network ``build(arch, None)``, not the one trained on ``task``),
@@ -152,7 +163,7 @@ def measure_accuracies(
     done = _read_rows(path, ctx, metrics)
 
     def measure(arch: Arch) -> dict[str, Any]:
-        out = train_eval(space, arch, task, budget=budget, seed=seed)
+        out = train_eval(space, arch, task, budget=budget, seed=seed, **({} if trainer is None else {"trainer": trainer}))
         row: dict[str, Any] = {m: float(out[m]) for m in TRAIN_METRICS}
         row["train_s"] = float(out["wall_s"])
         return {**row, **(measure_arch(space, arch, cost_metrics) if cost_metrics else {})}
@@ -221,6 +232,7 @@ __all__ = [
     "COST_METRICS",
     "TRAIN_METRICS",
     "check_metrics",
+    "interleave",
     "measure_accuracies",
     "measure_arch",
     "measure_context",

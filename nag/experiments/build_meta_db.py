@@ -12,15 +12,36 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from omegaconf import DictConfig
 from tqdm import tqdm
 
-from nag.evaluation import train_eval
-from nag.experiments import build_budget, build_space, distinct_sample, experiment, plain, positive_int, run_dir
+from nag.evaluation import TrainBudget, train_eval
+from nag.experiments import build_budget, build_space, distinct_sample, experiment, plain, run_dir, trainer_settings
+from nag.experiments.config import PositiveInt, RunConfig
 from nag.meta import MetaDatabase, meta_task_specs
+from nag.schema import Settings
 from nag.wandb_utils import log_metrics
+
+
+class MetaDBSettings(Settings):
+    """The ``meta_db:`` block: where rows go and which class-subset tasks to train on."""
+
+    path: str | None
+    source: str
+    source_kwargs: dict[str, Any]
+    num_source_classes: PositiveInt
+    n_tasks: PositiveInt
+    classes_per_task: PositiveInt
+    archs_per_task: PositiveInt
+    exclude: list[list[int]]
+
+
+class BuildMetaDBConfig(RunConfig):
+    meta_db: MetaDBSettings
+    train: TrainBudget
 
 
 def resolve_db_path(cfg: DictConfig) -> Path:
@@ -29,23 +50,20 @@ def resolve_db_path(cfg: DictConfig) -> Path:
     return Path(path) if path else run_dir() / "meta_db.jsonl"
 
 
-@experiment("build_meta_db")
+@experiment("build_meta_db", schema=BuildMetaDBConfig)
 def build_meta_db(cfg: DictConfig) -> dict:
     space = build_space(cfg)
     budget = build_budget(cfg)
+    trainer = trainer_settings(cfg)
     m = cfg.meta_db
     source_kwargs = plain(m.get("source_kwargs")) or {}
     specs = meta_task_specs(
-        m.source,
-        positive_int(m, "num_source_classes"),
-        positive_int(m, "n_tasks"),
-        positive_int(m, "classes_per_task"),
-        seed=int(cfg.seed),
+        m.source, m.num_source_classes, m.n_tasks, m.classes_per_task, seed=int(cfg.seed),
         exclude=plain(m.get("exclude")) or (),
     )
     db = MetaDatabase(resolve_db_path(cfg))
     done = db.done()
-    n_archs = positive_int(m, "archs_per_task")
+    n_archs = m.archs_per_task
     todo = []
     for i, spec in enumerate(specs):
         archs = distinct_sample(space, n_archs, seed=int(cfg.seed) * 1000 + i)
@@ -55,7 +73,7 @@ def build_meta_db(cfg: DictConfig) -> dict:
     with tqdm(total=len(specs) * n_archs, initial=len(specs) * n_archs - len(todo), desc="build_meta_db", unit="arch", disable=None) as bar:
         for spec, arch in todo:
             task = tasks.get(spec.id) or tasks.setdefault(spec.id, spec.build(**source_kwargs))
-            metrics = train_eval(space, arch, task, budget, seed=int(cfg.seed))
+            metrics = train_eval(space, arch, task, budget, seed=int(cfg.seed), trainer=trainer)
             row = {
                 "task": spec.id,
                 "source": spec.source,

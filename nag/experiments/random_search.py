@@ -22,9 +22,10 @@ from __future__ import annotations
 
 from omegaconf import DictConfig
 
-from nag.experiments import build_budget, build_space, build_task, distinct_sample, experiment, positive_int, run_dir
+from nag.experiments import build_budget, build_space, build_task, distinct_sample, experiment, run_dir, trainer_settings
+from nag.experiments.config import PositiveInt, RunConfig
 from nag.io import append_jsonl, read_jsonl
-from nag.evaluation import TrainEvalEvaluator
+from nag.evaluation import TrainBudget, TrainEvalEvaluator
 from nag.search import SearchContext, build_method, run_search
 from nag.wandb_utils import log_metrics
 
@@ -35,13 +36,19 @@ ROW_KEYS = ("val_acc", "test_acc", "wall_s", "params_M")
 __all__ = ["random_search", "distinct_sample"]  # distinct_sample: re-exported for older imports
 
 
-@experiment("random_search")
+class RandomSearchConfig(RunConfig):
+    budget: PositiveInt
+    train: TrainBudget
+
+
+@experiment("random_search", schema=RandomSearchConfig)
 def random_search(cfg: DictConfig) -> dict:
     """Random search over ``cfg.space`` on ``cfg.task``; see the module docstring."""
     space = build_space(cfg)
-    n = positive_int(cfg, "budget")
+    n = cfg.budget
     seed = int(cfg.seed)
-    evaluator = TrainEvalEvaluator(space, build_task(cfg), build_budget(cfg), seed=seed, metric="val_acc")
+    evaluator = TrainEvalEvaluator(space, build_task(cfg), build_budget(cfg), seed=seed, metric="val_acc",
+                                   trainer=trainer_settings(cfg))
     history_path = run_dir() / HISTORY
     written = len(read_jsonl(history_path, missing_ok=True))
 

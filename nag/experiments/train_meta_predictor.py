@@ -15,18 +15,37 @@ Results: ``n_rows``, ``n_tasks``, ``heldout_spearman`` (mean over held-out tasks
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import numpy as np
 from omegaconf import DictConfig
 from scipy.stats import spearmanr
 from torch import Tensor
 
-from nag.experiments import build_space, experiment, plain, run_dir
+from nag.diffusion.prior import load_prior
+from nag.experiments import build_space, experiment, plain, run_dir, trainer_settings
+from nag.experiments.config import NonNegativeInt, PositiveInt, RunConfig
+from nag.diffusion.prior import PriorConfig
 from nag.meta import MetaDatabase
-from nag.meta.features import build_extractor, spec_features
+from nag.meta.database import ASSETS
+from nag.meta.features import DatasetEncoderConfig, build_extractor, spec_features
+from nag.modules.meta_predictor import MetaPredictorOptions
+from nag.schema import Settings
 
-ASSETS = Path(__file__).resolve().parents[1] / "assets"
+
+class MetaDBSource(Settings):
+    path: str | None  # null = the shipped database nag/assets/meta_db/digits_<space>.jsonl
+    metric: str
+    metad2a_path: str | None
+
+
+class TrainMetaPredictorConfig(RunConfig):
+    prior: PriorConfig
+    meta_db: MetaDBSource
+    dataset_encoder: DatasetEncoderConfig
+    n_per_class: PositiveInt
+    meta_predictor: MetaPredictorOptions
+    holdout_tasks: NonNegativeInt
+    save_to: str | None
 
 
 def load_meta_rows(cfg: DictConfig, space, seed: int) -> tuple[list[dict], dict[str, Tensor]]:
@@ -47,17 +66,17 @@ def fit_rows(cfg: DictConfig, space, sde_config, rows: list[dict], features: dic
     from nag.modules.meta_predictor import fit_meta_predictor
 
     parsed = [{**r, "arch": space.parse(r["arch"])} for r in rows]
-    return fit_meta_predictor(space, parsed, features, sde_config, seed=seed, progress=True, **plain(cfg.meta_predictor))
+    options = MetaPredictorOptions(**plain(cfg.meta_predictor)).settings()
+    return fit_meta_predictor(space, parsed, features, sde_config, seed=seed, progress=True, trainer=trainer_settings(cfg),
+                              **options)
 
 
-@experiment("train_meta_predictor")
+@experiment("train_meta_predictor", schema=TrainMetaPredictorConfig)
 def train_meta_predictor(cfg: DictConfig) -> dict:
-    from nag.experiments.generate import load_configured_prior
-
     start = time.perf_counter()
     space = build_space(cfg)
     seed = int(cfg.seed)
-    sde_config = load_configured_prior(cfg, space).sde.config()
+    sde_config = load_prior(cfg.prior.path, space).sde.config()
     rows, features = load_meta_rows(cfg, space, seed)
     tasks = list(dict.fromkeys(r["task"] for r in rows))
 

@@ -25,16 +25,34 @@ from omegaconf import DictConfig
 from scipy.stats import spearmanr
 from tqdm import tqdm
 
-from nag.evaluation import train_eval
+from nag.diffusion.guidance import GuideSpec
+from nag.diffusion.prior import load_prior
+from nag.diffusion.sampling import SamplerSettings, build_sampler
+from nag.evaluation import TrainBudget, train_eval
 from nag.errors import MissingDataError
-from nag.experiments import build_budget, build_space, build_task, distinct_sample, experiment, plain, run_dir
-from nag.experiments.generate import build_sampler, load_configured_prior
-from nag.experiments.train_meta_predictor import ASSETS
+from nag.experiments import build_budget, build_space, build_task, distinct_sample, experiment, plain, run_dir, trainer_settings
+from nag.experiments.config import PositiveInt, SamplingConfig
 from nag.io import append_jsonl, read_jsonl
-from nag.meta.features import build_extractor
+from nag.meta.features import DatasetEncoderConfig, build_extractor
+from nag.meta.database import ASSETS
+from nag.schema import Settings
 from nag.wandb_utils import log_metrics
 
 HISTORY = "history.jsonl"
+
+
+class MetaPredictorPath(Settings):
+    path: str | None  # null = nag/assets/predictors/meta_<space>_digits.pt
+
+
+class TransferNASConfig(SamplingConfig):
+    meta_predictor: MetaPredictorPath
+    dataset_encoder: DatasetEncoderConfig
+    n_per_class: PositiveInt
+    guidance: GuideSpec
+    n_candidates: PositiveInt
+    top_k: PositiveInt
+    train: TrainBudget
 
 
 def resolve_meta_predictor(cfg: DictConfig, space) -> Any:
@@ -62,21 +80,19 @@ def distinct_by_class(space, archs: list) -> list:
     return out
 
 
-@experiment("transfer_nas")
+@experiment("transfer_nas", schema=TransferNASConfig)
 def transfer_nas(cfg: DictConfig) -> dict:
-    from nag.diffusion.guidance import Guide
-
     start = time.perf_counter()
     space, task, budget = build_space(cfg), build_task(cfg), build_budget(cfg)
     seed, k = int(cfg.seed), int(cfg.top_k)
-    prior = load_configured_prior(cfg, space)
+    prior = load_prior(cfg.prior.path, space)
     meta = resolve_meta_predictor(cfg, space)
 
     # 1-2. encode the task, generate guided candidates
     extractor = build_extractor(plain(cfg.dataset_encoder))
     predictor = meta.for_task(extractor.task_features(task, int(cfg.n_per_class), seed))
-    guide = Guide(predictor, weight=float(cfg.guidance.weight), direction="max", schedule=str(cfg.guidance.schedule))
-    sampler = build_sampler(prior, cfg, [guide])
+    guide = GuideSpec(**plain(cfg.guidance)).build(predictor)
+    sampler = build_sampler(prior, SamplerSettings.pick(cfg), [guide])
     gen_start = time.perf_counter()
     candidates = distinct_by_class(space, sampler.sample(int(cfg.n_candidates), seed=seed))
     generate_s = time.perf_counter() - gen_start
@@ -96,7 +112,7 @@ def transfer_nas(cfg: DictConfig) -> dict:
         name = space.format(arch)
         row = done.get((group, name))
         if row is None:
-            m = train_eval(space, arch, task, budget, seed=seed)
+            m = train_eval(space, arch, task, budget, seed=seed, trainer=trainer_settings(cfg))
             pred = float(predictor.predict_archs([arch], t=0.0)[0][0, 0])
             row = {"group": group, "arch": name, "predicted": pred, **{x: m[x] for x in ("val_acc", "test_acc", "wall_s")}}
             append_jsonl(path, row)

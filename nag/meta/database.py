@@ -21,6 +21,8 @@ import numpy as np
 from nag.errors import ConfigError, MissingDataError
 from nag.io import append_jsonl, read_jsonl
 
+ASSETS = Path(__file__).resolve().parents[1] / "assets"  # what nag ships: priors, predictors, meta-databases
+
 
 @dataclass(frozen=True)
 class TaskSpec:

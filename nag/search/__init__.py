@@ -12,11 +12,35 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 from nag.config_files import group_options, load_option
+from nag.schema import FactoryConfig
 from nag.search.loop import SEARCHERS, SearchContext, Searcher, SearchResult, build_searcher, run_search
 from nag.search.state import SearchState
+
+
+class MethodConfig(FactoryConfig):
+    """The ``method:`` config block (group ``method/``): a preset's ``name``, its ``searcher`` (a
+    name in ``SEARCHERS``) and that searcher's settings, checked against its signature."""
+
+    kind: ClassVar[str] = "search method"
+    skip: ClassVar[int] = 1  # the space
+
+    name: str
+    searcher: str
+
+    @classmethod
+    def factory_for(cls, data: Mapping[str, Any]) -> Any:
+        import nag.search.baselines  # noqa: F401  (registers the built-in methods)
+        import nag.search.bo  # noqa: F401
+
+        searcher = data.get("searcher")
+        return SEARCHERS.get(searcher) if isinstance(searcher, str) else None
+
+    @classmethod
+    def describe_plugin(cls, data: Mapping[str, Any]) -> str:
+        return f"search method {data.get('name')!r} ({data.get('searcher')})"
 
 
 def list_methods() -> list[str]:
@@ -55,6 +79,7 @@ __all__ = [
     "SearchState",
     "build_searcher",
     "run_search",
+    "MethodConfig",
     "build_method",
     "list_methods",
     "method_settings",

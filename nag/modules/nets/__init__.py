@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 from torch import Tensor, nn
 
 from nag.registry import Registry
+from nag.schema import PluginConfig
 
 SCORE_NETS: Registry[nn.Module] = Registry("score network", group="nag.score_nets")
 
@@ -16,6 +17,19 @@ def _register_builtins() -> None:
 
     if "dag_transformer" not in SCORE_NETS._items:
         SCORE_NETS.register("dag_transformer", DAGTransformer)
+
+
+class ScoreNetConfig(PluginConfig):
+    """The ``net:`` config block: ``{name, **settings}`` of a registered score network (the graph
+    arguments come from the space)."""
+
+    kind: ClassVar[str] = "score network"
+    skip: ClassVar[int] = 4  # num_nodes, num_ops, adjacency, positions
+
+    @classmethod
+    def factory(cls, name: str) -> Any:
+        _register_builtins()
+        return SCORE_NETS.get(name)
 
 
 def build_score_net(
@@ -32,4 +46,4 @@ def build_score_net(
     return SCORE_NETS.build(name, num_nodes, num_ops, adjacency, positions, **cfg)  # the graph comes first
 
 
-__all__ = ["SCORE_NETS", "build_score_net"]
+__all__ = ["SCORE_NETS", "ScoreNetConfig", "build_score_net"]
