@@ -4,6 +4,10 @@ Whole files are written to a temporary file in the same folder, flushed to disk,
 over the target with ``os.replace`` (atomic on POSIX and Windows). Logs of rows use JSON Lines
 with one ``write`` + ``fsync`` per row; ``read_jsonl`` skips a torn last line.
 
+Distributed jobs (DDP, SLURM, torchrun): every rank runs the same code, and only rank zero
+writes (``nag.distributed``); on the other ranks these functions return without touching disk,
+so a checkpoint, a results file or a row is written once.
+
 JSON policy: numbers, strings, bools, None, lists and string-keyed dicts. numpy/torch scalars
 and arrays become Python numbers/lists, tuples become lists, paths become strings. NaN and
 +-inf are written as ``null`` (strict JSON has no NaN; a diverged metric must not cost the
@@ -23,6 +27,8 @@ from pathlib import Path
 from typing import IO, Any
 
 import numpy as np
+
+from nag.distributed import is_rank_zero
 
 PathLike = str | os.PathLike
 
@@ -88,6 +94,8 @@ def _atomic_file(path: PathLike, mode: str = "w") -> Iterator[IO[Any]]:
 
 def atomic_write_text(path: PathLike, text: str) -> Path:
     """Write ``text`` to ``path`` atomically (parents are created). Returns the path."""
+    if not is_rank_zero():
+        return Path(path)
     with _atomic_file(path, "w") as fh:
         fh.write(text)
     return Path(path)
@@ -123,6 +131,8 @@ def atomic_torch_save(obj: Any, path: PathLike) -> Path:
     """``torch.save(obj)`` to ``path`` atomically: an interrupted save keeps the old file."""
     import torch
 
+    if not is_rank_zero():
+        return Path(path)
     with _atomic_file(path, "wb") as fh:
         torch.save(obj, fh)
     return Path(path)
@@ -135,6 +145,8 @@ def append_jsonl(path: PathLike, row: Mapping[str, Any]) -> None:
     so only the torn fragment is lost.
     """
     line = json.dumps(to_jsonable(row), allow_nan=False) + "\n"
+    if not is_rank_zero():
+        return
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     with open(target, "ab+") as fh:

@@ -404,6 +404,10 @@ def _job(cfg: Any) -> None:
         _fail(str(exc))
     from hydra.core.hydra_config import HydraConfig
 
+    from nag.distributed import is_rank_zero
+
+    if not is_rank_zero():  # the other ranks of a DDP / SLURM job wrote nothing
+        return
     print(json.dumps(results, indent=2))
     print(f"results: {Path(HydraConfig.get().runtime.output_dir) / 'results.json'}")
 

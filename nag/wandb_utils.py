@@ -5,16 +5,17 @@
         train_eval_model(..., logger=lightning_logger())
 
 Mode: the ``mode`` argument, else $WANDB_MODE, else "offline" (sync later with ``wandb sync``).
+wandb is imported only when a run starts in a mode other than "disabled", so nag runs on machines
+without it (a GPU box with only torch and lightning) when W&B is disabled.
 """
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, ClassVar, Literal
-
-import wandb
 
 from nag.schema import Settings
 
@@ -66,7 +67,14 @@ def wandb_run(
     mode: str | None = None,
     dir: str | os.PathLike | None = None,
 ) -> Iterator[Any]:
-    """Start a W&B run with ``config`` logged as a plain dict; yield it; always ``finish()`` it."""
+    """Start a W&B run with ``config`` logged as a plain dict; yield it (None when W&B is
+    disabled); always ``finish()`` it. ``group`` gathers runs, e.g. the jobs of one sweep."""
+    mode = resolve_mode(mode)
+    if mode == "disabled":  # nothing to log: wandb is not even imported
+        yield None
+        return
+    import wandb
+
     if dir is not None:
         Path(dir).mkdir(parents=True, exist_ok=True)
     try:
@@ -74,7 +82,7 @@ def wandb_run(
             project=project,
             name=name,
             group=group,
-            mode=resolve_mode(mode),
+            mode=mode,
             dir=os.fspath(dir) if dir is not None else None,
             config=plain_config(config),
             settings=wandb.Settings(silent=True, console="off"),
@@ -86,7 +94,8 @@ def wandb_run(
 
 def active_run() -> Any | None:
     """The current W&B run, or None when there is none or W&B is disabled."""
-    run = wandb.run
+    wandb = sys.modules.get("wandb")  # never imported: no run was started
+    run = wandb.run if wandb is not None else None
     if run is None or getattr(run, "disabled", False):
         return None
     return run

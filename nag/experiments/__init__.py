@@ -171,6 +171,16 @@ def _hydra_output_dir() -> Path | None:
     return None
 
 
+def _sweep_group(name: str) -> str | None:
+    """The W&B group of a multirun's jobs (one run per job, grouped by sweep), else None."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
+        return None
+    return f"{name}-{Path(HydraConfig.get().sweep.dir).name}"
+
+
 def clean_results(results: Mapping[str, Any], name: str = "experiment") -> dict[str, Any]:
     """Check that results are flat numbers/strings; numpy/torch scalars become Python numbers."""
     if not isinstance(results, Mapping):
@@ -200,8 +210,11 @@ def run_experiment(cfg: DictConfig, out_dir: str | Path | None = None) -> dict[s
     ``out_dir`` defaults to Hydra's output folder (``hydra.run.dir``). The config is validated
     first (``nag.experiments.config.validate_config``: a bad value is a ConfigError before
     anything runs). Writes ``config.yaml`` (validated, with the parts' defaults) before the run
-    and ``results.json`` after it, both atomically; logs the results to W&B.
+    and ``results.json`` after it, both atomically; logs the results to W&B (one run per job; a
+    multirun's jobs are grouped by sweep). In a distributed job (DDP, SLURM) every rank runs the
+    experiment and only rank zero writes.
     """
+    from nag.distributed import is_rank_zero
     from nag.io import atomic_write_json, atomic_write_text
     from nag.wandb_utils import log_metrics, wandb_run
 
@@ -219,14 +232,14 @@ def run_experiment(cfg: DictConfig, out_dir: str | Path | None = None) -> dict[s
     path = Path(out_dir) if out_dir is not None else _hydra_output_dir()
     if path is None:
         raise ConfigError("run_experiment needs out_dir when it is not called from a Hydra run.")
-    path.mkdir(parents=True, exist_ok=True)
     atomic_write_text(path / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
     wandb_cfg = plain(cfg.get("wandb")) or {}
     with wandb_run(
         plain(cfg),
         project=wandb_cfg.get("project", "nag"),
         name=f"{cfg.get('name', name)}-{path.name}",
-        mode=wandb_cfg.get("mode"),  # None: $WANDB_MODE, else offline
+        group=_sweep_group(str(cfg.get("name", name))),
+        mode=wandb_cfg.get("mode") if is_rank_zero() else "disabled",  # None: $WANDB_MODE, else offline
         dir=str(path),
     ), _in_run_dir(path):
         results = clean_results(fn(cfg), str(name))

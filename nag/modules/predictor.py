@@ -433,7 +433,20 @@ def check_space(space: SearchSpace, recorded: Mapping[str, Any], what: str) -> N
 
 # ----- fitting -----------------------------------------------------------------------------
 class TensorBatches:
-    """Shuffled in-memory minibatches of aligned tensors (one indexing op per batch, no collation)."""
+    """Shuffled in-memory minibatches of aligned tensors (one indexing op per batch, no collation).
+
+    Sharded for DDP (``shard(rank, world)``, set by ``train_module`` from its Trainer), every rank
+    draws the same order and keeps its 1/W share of each batch, so W ranks together see each batch
+    once and their averaged gradients are the whole batch's; a last batch smaller than W is skipped.
+    """
+
+    rank: int = 0
+    world: int = 1
+
+    def shard(self, rank: int, world: int) -> TensorBatches:
+        """Keep rank ``rank``'s share of each batch, of ``world`` ranks."""
+        self.rank, self.world = int(rank), int(world)
+        return self
 
     def __init__(self, *tensors: Tensor, batch_size: int, seed: int = 0) -> None:
         self.tensors = tensors
@@ -445,10 +458,13 @@ class TensorBatches:
         return math.ceil(self.n / self.batch_size)
 
     def __iter__(self) -> Iterator[tuple[Tensor, ...]]:
+        rank, world = self.rank, self.world
         order = torch.randperm(self.n, generator=self.generator)
         for i in range(0, self.n, self.batch_size):
             idx = order[i : i + self.batch_size]
-            yield tuple(t[idx] for t in self.tensors)
+            if len(idx) < world:
+                continue
+            yield tuple(t[idx[rank::world]] for t in self.tensors)
 
 
 def target_matrix(y: Mapping[str, Any], targets: Sequence[str], n: int) -> Tensor:
@@ -501,7 +517,7 @@ def train_module(
             enable_progress_bar=progress,
             gradient_clip_val=1.0,
         )
-        fit.fit(module, train_dataloaders=batches)
+        fit.fit(module, train_dataloaders=batches.shard(fit.global_rank, fit.world_size))
     module.cpu()
 
 
