@@ -75,10 +75,17 @@ class RunConfig(BaseModel):
 
 
 class OpenRunConfig(RunConfig):
-    """The schema of an experiment that declares none (a plugin's): the common keys are checked,
-    its own keys are passed through."""
+    """The schema of an experiment that declares none (a plugin's): the common keys are checked
+    where present, its own keys are passed through as given."""
 
     model_config = ConfigDict(extra="allow")
+
+    seed: NonNegativeInt | None = None
+    wandb: WandbConfig | None = None
+    space: SpaceConfig | None = None
+    task: TaskConfig | None = None
+    benchmark: BenchmarkConfig | None = None
+    trainer: TrainerSettings | None = None
 
 
 class SamplingConfig(RunConfig, SamplerSettings):
@@ -157,10 +164,10 @@ def validate_config(cfg: DictConfig | Mapping[str, Any]) -> DictConfig:
     """
     data = {str(k): plain(cfg[k]) for k in cfg if k != "hydra"}  # resolved; Hydra's own node is not ours
     model = validate(schema_of(data), data)
-    return OmegaConf.create(_dump(model))
+    return OmegaConf.create(_dump(model, exclude_unset=isinstance(model, OpenRunConfig)))
 
 
-def _dump(model: BaseModel) -> dict[str, Any]:
+def _dump(model: BaseModel, exclude_unset: bool = False) -> dict[str, Any]:
     """The validated config as plain YAML-able containers (tuples as lists)."""
 
     def clean(value: Any) -> Any:
@@ -170,7 +177,7 @@ def _dump(model: BaseModel) -> dict[str, Any]:
             return [clean(v) for v in value]
         return value
 
-    return clean(model.model_dump(by_alias=False))
+    return clean(model.model_dump(by_alias=False, exclude_unset=exclude_unset))
 
 
 __all__ = [
