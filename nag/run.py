@@ -257,6 +257,9 @@ def _compose(overrides: list[str], primary: Path):
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
+    from nag.experiments.config import register_config_nodes
+
+    register_config_nodes()
     GlobalHydra.instance().clear()
     try:
         with initialize_config_dir(config_dir=str(primary), version_base="1.3", job_name="nag"):

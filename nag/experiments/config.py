@@ -113,6 +113,8 @@ def register_config_nodes() -> None:
     from nag.evaluation.training import TrainBudget
 
     store = ConfigStore.instance()
+    if "_schema" in store.repo and "solver" in store.repo["_schema"]:
+        return  # registered in this process already
     for name, model in (("trainer", TrainerSettings), ("train", TrainBudget), ("prior", PriorConfig),
                         ("diversity", DiversityConfig)):
         store.store(group="_schema", name=name, node=_dump(model.model_validate({})))
