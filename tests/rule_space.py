@@ -38,11 +38,8 @@ class RuleChainSpace(SearchSpace):
         self.C = C
 
     @property
-    def adjacency(self) -> Tensor:
-        a = torch.zeros(SLOTS, SLOTS)
-        for i in range(SLOTS - 1):
-            a[i, i + 1] = 1.0
-        return a
+    def adjacency(self) -> Tensor:  # a chain 0 -> 1 -> ... -> 5
+        return torch.diag(torch.ones(SLOTS - 1), 1)
 
     def to_tokens(self, arch: Any) -> tuple[int, ...]:
         if not (isinstance(arch, tuple) and len(arch) == SLOTS and all(op in OPS for op in arch) and rule_holds(arch)):
