@@ -349,6 +349,8 @@ class ODESolver(Solver):
         return x
 
 
+
+
 # The solver used wherever none is given: the probability-flow ODE with its defaults (15 Heun
 # steps, 31 score evaluations). On the shipped NB201 prior it matches the paper's 1000-step PC
 # sampler in quality (docs/prior.md). The config group solver/ (solver=ode, solver=pc) names the
@@ -358,13 +360,24 @@ DEFAULT_SOLVER = "ode"
 
 class SolverConfig(PluginConfig):
     """The ``solver:`` config block (group ``solver/``): ``{name, **settings}``, checked against the
-    named solver's signature; settings it leaves out keep the solver's defaults."""
+    named solver's signature; settings it leaves out keep the solver's defaults, and a block
+    without ``name`` configures ``DEFAULT_SOLVER``."""
 
     kind: ClassVar[str] = "solver"
+
+    name: str = DEFAULT_SOLVER
 
     @classmethod
     def factory(cls, name: str) -> Any:
         return SOLVERS.get(name)
+
+    @classmethod
+    def factory_for(cls, data: Mapping[str, Any]) -> Any:
+        return cls.factory(str(data.get("name") or DEFAULT_SOLVER))
+
+    @classmethod
+    def describe_plugin(cls, data: Mapping[str, Any]) -> str:
+        return f"{cls.kind} {data.get('name') or DEFAULT_SOLVER!r}"
 
 
 def get_solver(name: str | Mapping[str, Any] | Solver | None = None, **kwargs: Any) -> Solver:

@@ -289,7 +289,8 @@ class DiffusionPool(PoolOptimizer):
         return build_sde(self.prior.sde).config()
 
     def propose(self, ctx: SearchContext, surrogate: Any, targets: np.ndarray | None = None) -> list[Arch]:
-        from nag.diffusion.guidance import DiversityGuide, Guide, GuidedSampler
+        from nag.diffusion.guidance import Guide
+        from nag.diffusion.sampling import build_sampler
 
         y = history_values(ctx) if targets is None else np.asarray(targets, dtype=float)
         if self.alternate:
@@ -311,9 +312,11 @@ class DiffusionPool(PoolOptimizer):
             mixture = IncumbentMixture(build_sde(self.prior.sde), to_state(self.space, [q.arch for q in top]),
                                        np.array([q.value for q in top]), self.trust_radius)
             guides.append(Guide(mixture, weight=self.trust_weight, direction="max"))
-        if self.diversity:
-            guides.append(DiversityGuide(weight=self.diversity))
-        sampler = GuidedSampler(self.prior, guides, solver=self.solver, batch_size=self.batch_size)
+        settings = {"batch_size": self.batch_size, "diversity": {"weight": self.diversity}}
+        if self.solver is not None:  # a name, a config mapping or a Solver
+            solver = self.solver.config() if hasattr(self.solver, "config") else self.solver
+            settings["solver"] = {"name": solver} if isinstance(solver, str) else solver
+        sampler = build_sampler(self.prior, settings, guides)
         archs = ctx.fresh(sampler.sample(self.n_samples, seed=ctx.torch_seed()), self.by_canonical)[: self.pool_size]
         self.origin = dict.fromkeys(archs, "guided" if guides else "prior")
         if self.local is not None and not self.alternate:
