@@ -18,7 +18,7 @@ params_M_cifar10, then unguided, accuracy-only and accuracy + params-constraint 
 prints the fraction satisfying the constraint, the mean accuracy of those that do, and the
 fraction that are feasible and in the top 5% of the feasible table archs.
 
-Everything reuses nag.experiments.guided_generation; every figure is printed, nothing asserted.
+Everything reuses the parts experiment=guided_generation composes (table, predictor, GuideSpec, sampler, metrics); every figure is printed, nothing asserted.
 """
 from __future__ import annotations
 
@@ -30,20 +30,13 @@ from pathlib import Path
 
 import torch
 
-from nag.diffusion.guidance import GuidedSampler
-from nag.experiments.guided_generation import (
-    build_guides,
-    constraint_scores,
-    extra_guides_from,
-    fit_guidance_predictor,
-    load_prior_for,
-    load_table,
-    predictor_spearman,
-    sample_scores,
-    split_labeled,
-    timed_sample,
-)
+from nag.diffusion.guidance import GuidedSampler, GuideSpec
+from nag.diffusion.prior import load_prior
+from nag.diffusion.sampling import timed_sample
+from nag.metrics import constraint_scores, predictor_spearman, sample_scores
+from nag.modules.predictor import fit_on_table
 from nag.spaces import get_space
+from nag.tables.table import load_benchmark
 
 DEFAULT_CSV = Path(__file__).resolve().parents[2] / "shared" / "data" / "nb201" / "nb201.csv"
 ACC, PARAMS = "cifar10_test_acc", "params_M_cifar10"
@@ -89,26 +82,29 @@ def main() -> None:
     torch.set_num_threads(args.threads)
 
     space = get_space("nb201")
-    table = load_table({"path": str(args.csv)}, space)
-    prior = load_prior_for(space, args.prior)
+    table = load_benchmark({"path": str(args.csv)}, space)
+    prior = load_prior(args.prior, space)
     solver = {"name": "pc", "steps": args.steps}
-    labeled, heldout = split_labeled(table, args.n_labeled, args.n_heldout, seed=0)
+    labeled, heldout = table.split(args.n_labeled, args.n_heldout, seed=0)
+    held_archs = [table.archs[i] for i in heldout]
     fit_opts = {"steps": args.fit_steps, "ensemble": args.ensemble}
     print(f"# NB201, prior {args.prior or 'shipped'} ({prior.sde.config()}), solver {solver}, n={args.n}, "
           f"{len(labeled)} labeled archs, predictor {fit_opts}, threads {args.threads}", flush=True)
 
     def sample(guides, seed):
         sampler = GuidedSampler(prior, guides, solver=solver, batch_size=args.n)
-        return timed_sample(sampler, args.n, seed)
+        _, archs, sec = timed_sample(sampler, args.n, seed)
+        return archs, sec
 
     for spec in args.targets:
         metric, _, weight = spec.partition("=")
         start = time.perf_counter()
-        pred = fit_guidance_predictor(space, table, labeled, [metric], prior.sde.config(), fit_opts, seed=0)
+        pred = fit_on_table(table, labeled, [metric], prior.sde.config(), seed=0, **fit_opts)
         fit_s = time.perf_counter() - start
-        rho = {f"t={t}": predictor_spearman(pred, space, table, heldout, metric, t) for t in (0.0, 0.1, 0.3, 0.5)}
+        rho = {f"t={t}": predictor_spearman(pred, space, held_archs, table.values(metric)[heldout], metric, t)
+               for t in (0.0, 0.1, 0.3, 0.5)}
         emit({"target": metric, "predictor_fit_s": fit_s, "spearman_heldout": rounded(rho)})
-        guides = build_guides(pred, metric, {"weight": float(weight), "scale": args.scale})
+        guides = [GuideSpec(weight=float(weight), scale=args.scale).build(pred, metric)]
         per_mode: dict[str, list[dict]] = {"unguided": [], "guided": []}
         for seed in args.seeds:
             for mode, g in (("unguided", []), ("guided", guides)):
@@ -123,18 +119,18 @@ def main() -> None:
     if args.no_multi:
         return
     start = time.perf_counter()
-    pred = fit_guidance_predictor(space, table, labeled, [ACC, PARAMS], prior.sde.config(), fit_opts, seed=0)
+    pred = fit_on_table(table, labeled, [ACC, PARAMS], prior.sde.config(), seed=0, **fit_opts)
     fit_s = time.perf_counter() - start
     emit({"target": [ACC, PARAMS], "predictor_fit_s": fit_s,
-          "spearman_heldout": {k: round(predictor_spearman(pred, space, table, heldout, k), 4) for k in (ACC, PARAMS)}})
+          "spearman_heldout": {k: round(predictor_spearman(pred, space, held_archs, table.values(k)[heldout], k), 4)
+                               for k in (ACC, PARAMS)}})
     w_acc, w_con = args.multi_weights
-    constraint = extra_guides_from([{"metric": PARAMS, "direction": None, "weight": w_con,
-                                     "constraint": f"<={args.constraint}", "scale": args.scale}])
+    constraint = [GuideSpec(metric=PARAMS, direction=None, weight=w_con, constraint=f"<={args.constraint}", scale=args.scale)]
     modes = {
         "unguided": [],
-        f"accuracy only (w={w_acc})": build_guides(pred, ACC, {"weight": w_acc, "scale": args.scale}),
-        f"accuracy (w={w_acc}) + params<={args.constraint} (w={w_con})": build_guides(
-            pred, ACC, {"weight": w_acc, "scale": args.scale}, constraint),
+        f"accuracy only (w={w_acc})": [GuideSpec(weight=w_acc, scale=args.scale).build(pred, ACC)],
+        f"accuracy (w={w_acc}) + params<={args.constraint} (w={w_con})": [
+            GuideSpec(weight=w_acc, scale=args.scale).build(pred, ACC), *(c.build(pred) for c in constraint)],
     }
     for mode, guides in modes.items():
         rows = []

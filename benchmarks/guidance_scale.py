@@ -29,15 +29,18 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_CSV = REPO.parent / "shared" / "data" / "nb201" / "nb201.csv"
-EXPERIMENT_YAML = REPO / "experiments" / "experiment" / "guided_generation.yaml"
 
 
 def experiment_defaults() -> dict[str, Any]:
-    """The predictor and solver blocks of experiment=guided_generation (so this measures its setting)."""
-    from omegaconf import OmegaConf
+    """The predictor and sampler settings of experiment=guided_generation (so this measures its setting)."""
+    from nag.diffusion.sampling import SamplerSettings
+    from nag.modules.predictor import PredictorOptions
+    from nag.run import compose_config
+    from nag.schema import plain
 
-    cfg = OmegaConf.to_container(OmegaConf.load(EXPERIMENT_YAML))
-    return {"predictor": cfg["predictor"], "solver": cfg["solver"], "n_heldout": cfg["n_heldout"]}
+    cfg = compose_config(["experiment=guided_generation"])
+    return {"predictor": PredictorOptions(**plain(cfg.predictor)).settings(), "sampler": SamplerSettings.pick(cfg),
+            "n_heldout": int(cfg.n_heldout)}
 
 
 # How standardized guides are calibrated now (rows of earlier calibrations stay apart in the report):
@@ -57,26 +60,20 @@ def setting_key(row: dict[str, Any]) -> tuple:
 def run(args: argparse.Namespace) -> None:
     import torch
 
-    from nag.diffusion.guidance import GuidedSampler
-    from nag.experiments.guided_generation import (
-        build_guides,
-        fit_guidance_predictor,
-        load_prior_for,
-        load_table,
-        predictor_spearman,
-        sample_scores,
-        split_labeled,
-        timed_sample,
-    )
+    from nag.diffusion.guidance import GuideSpec
+    from nag.diffusion.prior import load_prior
+    from nag.diffusion.sampling import build_sampler, timed_sample
     from nag.io import append_jsonl, read_jsonl
-    from nag.modules.predictor import Predictor
+    from nag.metrics import predictor_spearman, sample_scores
+    from nag.modules.predictor import Predictor, fit_on_table
     from nag.spaces import get_space
+    from nag.tables.table import load_benchmark
 
     torch.set_num_threads(1)
     defaults = experiment_defaults()
     space = get_space("nb201")
-    table = load_table({"path": str(args.csv)}, space)
-    prior = load_prior_for(space, None)
+    table = load_benchmark({"path": str(args.csv)}, space)
+    prior = load_prior(None, space)
     log = args.out / "rows.jsonl"
     done = {setting_key(r) for r in read_jsonl(log, missing_ok=True)}
     for spec in args.columns:
@@ -87,24 +84,22 @@ def run(args: argparse.Namespace) -> None:
                         if (column, direction, seed, args.scale, kind, args.schedule, w, d) not in done]
             if not settings:
                 continue
-            labeled, heldout = split_labeled(table, args.n_labeled, defaults["n_heldout"], seed)
+            labeled, heldout = table.split(args.n_labeled, defaults["n_heldout"], seed)
             cached = args.out / "predictors" / f"{column}_seed{seed}_n{args.n_labeled}.pt"
             start = time.perf_counter()
             if cached.is_file():  # a predictor depends on (column, seed, n_labeled) only: fit once
                 pred = Predictor.load(cached, space)
             else:
-                pred = fit_guidance_predictor(space, table, labeled, [column], prior.sde.config(), defaults["predictor"],
-                                              seed)
+                pred = fit_on_table(table, labeled, [column], prior.sde.config(), seed, **defaults["predictor"])
                 cached.parent.mkdir(parents=True, exist_ok=True)
                 pred.save(cached)
             fit_s = time.perf_counter() - start
-            rho = predictor_spearman(pred, space, table, heldout, column, 0.0, seed)
+            rho = predictor_spearman(pred, space, [table.archs[i] for i in heldout], table.values(column)[heldout], column,
+                                     0.0, seed)
             for weight, diversity in settings:
-                guidance = {"weight": weight, "direction": direction, "scale": args.scale, "schedule": args.schedule,
-                            "diversity": {"weight": diversity}}
-                guides = build_guides(pred, column, guidance)
-                sampler = GuidedSampler(prior, guides, solver=defaults["solver"], batch_size=args.n)
-                archs, sec = timed_sample(sampler, args.n, seed)
+                guides = [GuideSpec(weight=weight, direction=direction, scale=args.scale, schedule=args.schedule).build(pred, column)]
+                settings = defaults["sampler"].with_(batch_size=args.n, diversity={"weight": diversity})
+                _, archs, sec = timed_sample(build_sampler(prior, settings, guides), args.n, seed)
                 scores = sample_scores(archs, table, column, direction != "min")
                 row = {"column": column, "direction": direction, "seed": seed, "scale": args.scale, "calibration": kind,
                        "schedule": args.schedule, "weight": weight,

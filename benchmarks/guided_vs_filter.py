@@ -33,16 +33,11 @@ from typing import Any
 
 import torch
 
-from nag.tables.table import BenchmarkTable
-from nag.diffusion.guidance import GuidedSampler
-from nag.experiments.guided_generation import (
-    build_guides,
-    fit_guidance_predictor,
-    load_prior_for,
-    load_table,
-    split_labeled,
-)
+from nag.diffusion.guidance import GuidedSampler, GuideSpec
+from nag.diffusion.prior import load_prior
+from nag.modules.predictor import fit_on_table
 from nag.spaces import get_space
+from nag.tables.table import BenchmarkTable, load_benchmark
 
 DEFAULT_CSV = Path(__file__).resolve().parents[2] / "shared" / "data" / "nb201" / "nb201.csv"
 
@@ -119,13 +114,13 @@ def main() -> None:
     torch.set_num_threads(args.threads)
 
     space = get_space("nb201")
-    table = load_table({"path": str(args.csv)}, space)
-    prior = load_prior_for(space, args.prior)
+    table = load_benchmark({"path": str(args.csv)}, space)
+    prior = load_prior(args.prior, space)
     threshold = table.quantile_threshold(args.metric, args.top)
-    labeled, _ = split_labeled(table, args.n_labeled, 0, seed=0)
+    labeled, _ = table.split(args.n_labeled, 0, seed=0)
     start = time.perf_counter()
-    pred = fit_guidance_predictor(space, table, labeled, [args.metric], prior.sde.config(),
-                                  {"steps": args.fit_steps, "ensemble": args.ensemble}, seed=0)
+    pred = fit_on_table(table, labeled, [args.metric], prior.sde.config(), seed=0, steps=args.fit_steps,
+                        ensemble=args.ensemble)
     fit_s = time.perf_counter() - start
     solver = {"name": args.solver, "steps": args.steps}
     print(f"# NB201 {args.metric}: find {args.want} unique archs >= {threshold:.4f} (true top {args.top:.0%}, "
@@ -133,7 +128,7 @@ def main() -> None:
           f"guidance weight {args.weight}, threads {args.threads}; predictor fit {fit_s:.1f}s (shared, not counted)",
           flush=True)
 
-    guided = GuidedSampler(prior, build_guides(pred, args.metric, {"weight": args.weight, "scale": args.scale}), solver=solver,
+    guided = GuidedSampler(prior, [GuideSpec(weight=args.weight, scale=args.scale).build(pred, args.metric)], solver=solver,
                            batch_size=args.batch)
     unguided = GuidedSampler(prior, (), solver=solver, batch_size=args.batch)
     methods = {

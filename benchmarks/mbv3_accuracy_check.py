@@ -26,7 +26,8 @@ from scipy.stats import spearmanr
 from nag.evaluation.measure import measure_accuracies
 from nag.modules.cost_predictor import cost_predictor_info
 from nag.data.tasks import get_task
-from nag.experiments.pareto_generation import interleave, write_csv
+from nag.evaluation.measure import interleave
+from nag.io import atomic_write_csv as write_csv
 from nag.io import atomic_write_json
 from nag.spaces import get_space
 

@@ -48,7 +48,7 @@ from nag.metrics import regression_scores
 from nag.modules.cost_predictor import cost_predictor_info, fit_cost_predictor, load_cost_predictor, split_rows
 from nag.tables.readers import read_table_costs
 from nag.diffusion.guidance import Guide
-from nag.diffusion.prior import load_default_prior
+from nag.diffusion.prior import load_prior
 from nag.io import atomic_write_json
 from nag.spaces.mbv3 import MBv3Space
 
@@ -80,7 +80,7 @@ def part_table(args: argparse.Namespace, out: dict) -> None:
     from sklearn.linear_model import RidgeCV
 
     space = MBv3Space()
-    prior = load_default_prior(space)
+    prior = load_prior(None, space)
     archs, y = read_table_costs(args.ofa_csv, space, [METRIC, "resolution"], OFA_READER)
     lat = y[METRIC]
     print(f"[table] {len(archs)} subnets; Spearman({METRIC}, resolution) = {spearmanr(lat, y['resolution']).statistic:.3f}")
@@ -143,7 +143,7 @@ def part_table(args: argparse.Namespace, out: dict) -> None:
 
 def part_cpu(args: argparse.Namespace, out: dict, folder: Path) -> None:
     space = MBv3Space(resolution=128)
-    prior = load_default_prior(space)
+    prior = load_prior(None, space)
     predictor = load_cost_predictor("mbv3_latency_cpu", space)
     unguided, _ = sample(prior, args.n, args.seed)
     random = space.sample(args.n, args.seed + 1)

@@ -1,6 +1,6 @@
 """Search efficiency on NAS-Bench-201: queries each method needs to find the best cells.
 
-For every method (presets of ``nag.search.METHODS``), column and seed, a search runs on the
+For every method (the presets in ``experiments/method/``), column and seed, a search runs on the
 table until it queries the column's global optimum (or spends ``--max-queries``). Printed and
 written: median queries to the top 0.1% and to the optimum, and best-so-far vs queries
 (mean and 95% CI over seeds) as a PNG plot and a CSV.

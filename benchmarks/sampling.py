@@ -22,13 +22,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from omegaconf import OmegaConf
 
 from nag.diffusion.guidance import Guide, GuidedSampler
-from nag.diffusion.prior import Prior, default_prior_path, load_prior
+from nag.diffusion.prior import Prior, load_prior
 from nag.diffusion.sde import VESDE
 from nag.diffusion.solvers import get_solver
-from nag.experiments.generate import build_sampler
+from nag.diffusion.sampling import SamplerSettings, build_sampler
 from nag.metrics import generation_metrics
 from nag.modules.nets.transformer import DAGTransformer
 from nag.spaces import get_space
@@ -109,9 +108,11 @@ def main() -> None:
     global ACC
     ACC = table_accuracy()
     space = get_space("nb201")
-    prior = load_prior(args.prior or default_prior_path("nb201"), space=space)
-    cfg = OmegaConf.load(REPO / "experiments" / "experiment" / "generate.yaml")
-    iid = OmegaConf.merge(cfg, {"diversity": {"weight": 0.0}})
+    prior = load_prior(args.prior, space=space)
+    from nag.run import compose_config  # experiment=generate's sampler, exactly as the CLI composes it
+
+    cfg = SamplerSettings.pick(compose_config(["experiment=generate", "wandb.mode=disabled"]))
+    iid = SamplerSettings.pick(compose_config(["experiment=generate", "sampler=iid", "wandb.mode=disabled"]))
     predictor, how = predictor_for(prior, args.predictor_steps)
 
     torch.manual_seed(0)

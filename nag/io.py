@@ -23,7 +23,7 @@ import os
 import sys
 import tempfile
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import IO, Any
@@ -110,6 +110,19 @@ def atomic_write_bytes(path: PathLike, data: bytes) -> Path:
     with _atomic_file(path, "wb") as fh:
         fh.write(data)
     return Path(path)
+
+
+def atomic_write_csv(path: PathLike, rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> Path:
+    """``rows`` as a CSV with a header of ``columns`` (other keys are left out; floats as ``%.6g``), atomically."""
+    import csv
+    import io
+
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(columns), extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
+    return atomic_write_text(path, buf.getvalue())
 
 
 def atomic_write_json(path: PathLike, obj: Any, indent: int | None = 2) -> Path:

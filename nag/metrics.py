@@ -1,5 +1,6 @@
-"""Metrics: generation metrics for sampled architectures (any search space), and ``regression_scores``
-of predictions against measured values.
+"""Metrics: generation metrics for sampled architectures (any search space), samples scored on a
+benchmark table, predictor rank correlation, Pareto fronts, and ``regression_scores`` of
+predictions against measured values.
 
 Definitions (the paper's, made precise):
 
@@ -21,7 +22,7 @@ Definitions (the paper's, made precise):
 from __future__ import annotations
 
 import math
-from collections.abc import Hashable, Iterable, Sequence
+from collections.abc import Hashable, Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -120,6 +121,120 @@ def validity_threshold(x: Tensor, space: SearchSpace) -> float:
     return float(threshold_valid_mask(x, space).float().mean())
 
 
+def sampling_report(
+    x: Tensor, archs: Sequence[Any], space: SearchSpace, train_archs: Iterable[Hashable] | None, wall_s: float, nfe: int
+) -> dict[str, Any]:
+    """What experiment=generate reports for ``archs`` decoded from raw samples ``x [n, N, V]``:
+    ``generation_metrics``, ``validity_threshold``, ``n``, ``n_unique``, ``wall_s``, ``archs_per_s``,
+    ``unique_archs_per_s`` and ``nfe`` (score evaluations per sample)."""
+    n, n_unique = len(archs), len(set(archs))
+    metrics = generation_metrics(archs, space, train_archs=train_archs)
+    return {
+        **{k: v for k, v in metrics.items() if isinstance(v, (int, float, str))},
+        "validity_threshold": validity_threshold(x, space),
+        "n": n,
+        "n_unique": n_unique,
+        "wall_s": wall_s,
+        "archs_per_s": n / wall_s if wall_s > 0 else math.inf,
+        "unique_archs_per_s": n_unique / wall_s if wall_s > 0 else math.inf,
+        "nfe": nfe,
+    }
+
+
+# ----- samples scored on a benchmark table ------------------------------------------------------
+TOP_FRACS = {"top5": 0.05, "top1": 0.01}
+
+
+def sample_scores(
+    archs: Sequence[Any], table: Any, metric: str, higher_is_better: bool = True,
+    top_fracs: Mapping[str, float] = TOP_FRACS,
+) -> dict[str, float]:
+    """True-value summary of samples on a ``BenchmarkTable``: ``frac_<top>`` (the true metric reaches
+    the table's top-q quantile), ``mean_true``, ``max_true``, ``uniqueness``."""
+    values = np.array([table.query(a, metric) for a in archs], dtype=np.float64)
+    out: dict[str, float] = {}
+    for name, frac in top_fracs.items():
+        thr = table.quantile_threshold(metric, frac, higher_is_better)
+        hit = values >= thr if higher_is_better else values <= thr
+        out[f"frac_{name}"] = float(hit.mean()) if len(values) else 0.0
+    out["mean_true"] = float(values.mean()) if len(values) else math.nan
+    out["max_true"] = float(values.max() if higher_is_better else values.min()) if len(values) else math.nan
+    out["uniqueness"] = generation_metrics(list(archs), table.space)["uniqueness"]
+    return out
+
+
+def constraint_scores(archs: Sequence[Any], table: Any, metric: str, guides: Sequence[Any]) -> dict[str, float]:
+    """Per extra objective (a ``GuideSpec`` on table column ``target``) ``<m>_frac_satisfied`` and
+    ``<m>_mean_true``; with constraints also ``frac_feasible`` (all hold), ``mean_true_feasible``
+    (``metric`` over those), ``frac_top5_feasible`` (feasible and in the top 5% of the feasible
+    table archs) and ``table_best_feasible``."""
+    out: dict[str, float] = {}
+    feasible = np.ones(len(archs), dtype=bool)
+    table_feasible = np.ones(len(table), dtype=bool)
+    for g in guides:
+        values = np.array([table.query(a, g.target) for a in archs], dtype=np.float64)
+        ok = g.satisfied(values)
+        out[f"{g.target}_frac_satisfied"] = float(ok.mean()) if len(archs) else 0.0
+        out[f"{g.target}_mean_true"] = float(values.mean()) if len(archs) else math.nan
+        feasible &= ok
+        table_feasible &= g.satisfied(table.values(g.target))
+    if any(g.bound is not None for g in guides):
+        primary = np.array([table.query(a, metric) for a in archs], dtype=np.float64)
+        out["frac_feasible"] = float(feasible.mean()) if len(archs) else 0.0
+        out["mean_true_feasible"] = float(primary[feasible].mean()) if feasible.any() else math.nan
+        feasible_values = np.sort(table.values(metric)[table_feasible])
+        if len(feasible_values):
+            thr = feasible_values[-max(1, math.ceil(0.05 * len(feasible_values) - 1e-9))]
+            out["frac_top5_feasible"] = float((feasible & (primary >= thr)).mean()) if len(archs) else 0.0
+            out["table_best_feasible"] = float(feasible_values[-1])
+    return out
+
+
+def predictor_spearman(
+    predictor: Any, space: SearchSpace, archs: Sequence[Any], values: np.ndarray, target: str, t: float = 0.0,
+    seed: int = 0,
+) -> float:
+    """Spearman rank correlation of ``predictor``'s ``target`` with ``values [n]`` on ``archs``; at
+    ``t > 0`` each arch's state is perturbed once by the predictor's SDE (seeded)."""
+    from scipy.stats import spearmanr
+
+    from nag.diffusion.sde import build_sde, perturb
+    from nag.modules.arch_data import to_state
+
+    x = to_state(space, list(archs))
+    if t > 0:
+        tt = torch.full((x.shape[0],), float(t))
+        x = perturb(build_sde(predictor.sde_config), x, tt, generator=torch.Generator().manual_seed(seed))[0]
+    with torch.no_grad():
+        pred = predictor(x, float(t))[:, predictor.target_index(target)].numpy()
+    return float(spearmanr(pred, values).statistic)
+
+
+# ----- Pareto fronts ------------------------------------------------------------------------------
+def pareto_mask(costs: np.ndarray) -> np.ndarray:
+    """Non-dominated rows of ``costs [n, k]`` (lower is better in every column). [n] bool.
+
+    Row i is dominated when some row is <= in every column and < in one. Exact duplicates of a
+    non-dominated row are all kept.
+    """
+    costs = np.asarray(costs, dtype=np.float64)
+    if costs.ndim != 2:
+        raise ValueError(f"pareto_mask expects costs [n, k], got shape {costs.shape}")
+    le = (costs[:, None, :] <= costs[None, :, :]).all(-1)  # le[j, i]: j <= i everywhere
+    lt = (costs[:, None, :] < costs[None, :, :]).any(-1)
+    return ~(le & lt).any(0)
+
+
+def hypervolume_2d(costs: np.ndarray, ref: np.ndarray) -> float:
+    """Area dominated by ``costs [n, 2]`` (lower is better) and bounded by the point ``ref [2]``."""
+    pts = np.asarray(costs, dtype=np.float64)
+    pts = pts[(pts < ref).all(1)]
+    if len(pts) == 0:
+        return 0.0
+    pts = pts[pareto_mask(pts)]
+    pts = pts[np.argsort(pts[:, 0])]
+    xs = np.append(pts[1:, 0], ref[0])
+    return float(((xs - pts[:, 0]) * (ref[1] - pts[:, 1])).sum())
 
 
 def regression_scores(pred: np.ndarray, true: np.ndarray) -> dict[str, float]:
@@ -140,10 +255,17 @@ def regression_scores(pred: np.ndarray, true: np.ndarray) -> dict[str, float]:
 
 
 __all__ = [
+    "TOP_FRACS",
+    "constraint_scores",
     "generation_metrics",
+    "hypervolume_2d",
     "op_frequencies",
     "op_kl",
+    "pareto_mask",
+    "predictor_spearman",
     "regression_scores",
+    "sample_scores",
+    "sampling_report",
     "threshold_tokens",
     "threshold_valid_mask",
     "validity_threshold",

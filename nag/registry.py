@@ -11,11 +11,10 @@ Entry points are read on the first lookup, so importing nag stays cheap.
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Mapping
 from importlib.metadata import entry_points
 from typing import Any, Callable, Generic, TypeVar
 
-from nag.errors import ConfigError, DuplicateNameError, PluginError, UnknownNameError
+from nag.errors import DuplicateNameError, PluginError, UnknownNameError
 
 T = TypeVar("T")
 
@@ -111,10 +110,13 @@ class Registry(Generic[T]):
     def build(self, name: str, *args: Any, **settings: Any) -> T:
         """Call the factory registered under ``name`` with ``args`` and ``settings``.
 
-        A setting the factory does not take is a ConfigError that names the ones it does take.
+        ``settings`` are checked against the factory's signature (``nag.schema.check_settings``):
+        a setting it does not take, or a value its annotation refuses, is a ConfigError.
         """
+        from nag.schema import check_settings
+
         factory = self.get(name)
-        check_settings(f"{self.kind} {name!r}", factory, settings, skip=len(args))
+        settings = check_settings(f"{self.kind} {name!r}", factory, settings, skip=len(args))
         return factory(*args, **settings)
 
     def source(self, name: str) -> str:
@@ -156,28 +158,3 @@ class _LazyTarget:
 
         module, _, attr = self.target.partition(":")
         return getattr(importlib.import_module(module), attr)
-
-
-def check_settings(what: str, fn: Callable[..., Any], settings: Mapping[str, Any], skip: int = 0) -> None:
-    """Raise ConfigError if ``fn`` cannot take every key of ``settings``.
-
-    ``skip``: how many leading parameters are passed positionally (not settings). Factories that
-    take ``**kwargs`` accept anything and are not checked.
-    """
-    import difflib
-    import inspect
-
-    try:
-        sig = inspect.signature(fn)
-    except (TypeError, ValueError):  # some builtins have no signature: let the call decide
-        return
-    params = list(sig.parameters.values())
-    if any(p.kind is p.VAR_KEYWORD for p in params):
-        return
-    accepted = [p.name for p in params[skip:] if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
-    unknown = sorted(set(settings) - set(accepted))
-    if unknown:
-        close = [m for u in unknown for m in difflib.get_close_matches(u, accepted, n=1)]
-        hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
-        accepts = ", ".join(accepted) or "(none)"
-        raise ConfigError(f"{what} has no setting {', '.join(map(repr, unknown))}; it accepts: {accepts}.{hint}")

@@ -1,11 +1,13 @@
 """Command line: ``python -m nag.run experiment=<name> [group=option ...] [key=value ...]``.
 
-Hydra (1.3) composes ``experiments/config.yaml`` with ``experiments/experiment/<name>.yaml``;
-:func:`nag.experiments.run_experiment` runs it and writes ``config.yaml`` and ``results.json``
-into ``hydra.run.dir``. Before Hydra runs, nag composes the same config itself, so that a
-misspelled experiment, option or key is a short message (exit code 2) naming the accepted
-choices instead of a traceback. Errors raised by nag inside an experiment (``NagError``) are
-reported the same way; ``NAG_TRACEBACK=1`` shows the full traceback instead.
+Hydra (1.3) composes ``config.yaml`` with ``experiment/<name>.yaml`` from nag's config folder
+(``nag.config_files.config_dir``: the package's own copy in a wheel, the repository's
+``experiments/`` in a clone); :func:`nag.experiments.run_experiment` runs it and writes
+``config.yaml`` and ``results.json`` into ``hydra.run.dir``. Before Hydra runs, nag composes the
+same config itself and validates it against the experiment's schema, so that a misspelled
+experiment, option or key, a wrong type or an out-of-range value is a short message (exit code
+2) naming the accepted choices instead of a traceback. Errors raised by nag inside an experiment
+(``NagError``) are reported the same way; ``NAG_TRACEBACK=1`` shows the full traceback instead.
 """
 from __future__ import annotations
 
@@ -13,13 +15,13 @@ import difflib
 import os
 import re
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
+from nag.config_files import CONFIG_NAME
+
 EXIT_USAGE = 2
-CONFIG_NAME = "config"
-_REPO_CONFIGS = Path(__file__).resolve().parents[1] / "experiments"
 _TRACEBACK_ENV = "NAG_TRACEBACK"
 
 
@@ -29,17 +31,14 @@ class CliError(Exception):
 
 # ----- where the configs are ------------------------------------------------------------------
 def config_dir() -> Path:
-    """nag's primary config folder: ``$NAG_CONFIG_DIR``, else ``experiments/`` beside the package."""
-    env = os.environ.get("NAG_CONFIG_DIR")
-    path = Path(env).expanduser().resolve() if env else _REPO_CONFIGS
-    if not (path / f"{CONFIG_NAME}.yaml").is_file():
-        where = f"$NAG_CONFIG_DIR={env}" if env else f"{path} (beside the nag package)"
-        raise CliError(
-            f"nag's configs were not found: no {CONFIG_NAME}.yaml in {where}. nag reads them from the "
-            f"repository's experiments/ folder, so install it with `pip install -e .` from a clone, or "
-            f"point NAG_CONFIG_DIR at a copy of that folder."
-        )
-    return path
+    """nag's primary config folder (``nag.config_files.config_dir``); CliError when there is none."""
+    from nag.config_files import config_dir as find
+    from nag.errors import ConfigError
+
+    try:
+        return find()
+    except ConfigError as exc:
+        raise CliError(str(exc)) from exc
 
 
 def _user_config_dirs(overrides: Iterable[str]) -> list[Path]:
@@ -107,6 +106,20 @@ def _availability(yaml: Path) -> str:
     return "" if runner in EXPERIMENTS else f" (no experiment function {runner!r} registered)"
 
 
+def _registered_without_yaml(groups: Mapping[str, Mapping[str, Any]]) -> dict[str, list[str]]:
+    """Spaces and tasks registered (built in or by plugins) that have no YAML option: they are
+    options too (``space=<name>``), built from the constructor's defaults."""
+    from nag.data import list_tasks
+    from nag.spaces import list_spaces
+
+    out = {}
+    for group, names in (("space", list_spaces()), ("task", list_tasks())):
+        extra = [n for n in names if n not in groups.get(group, {})]
+        if extra:
+            out[group] = extra
+    return out
+
+
 def usage(overrides: Sequence[str] = ()) -> str:
     """The short help text: experiments with their description, config groups and examples."""
     primary = config_dir()
@@ -122,6 +135,8 @@ def usage(overrides: Sequence[str] = ()) -> str:
     ]
     lines += [f"  {n:<{width}}{_description(p)}{_availability(p)}" for n, p in experiments.items()]
     lines += ["", "config groups (group=option):"]
+    for group, names in _registered_without_yaml(groups).items():
+        groups.setdefault(group, {}).update(dict.fromkeys(names))
     for group, options in groups.items():
         default = f"  [default: {defaults[group]}]" if group in defaults else ""
         lines.append(f"  {group:<{width}}{', '.join(options)}{default}")
@@ -204,10 +219,47 @@ def _validation_sets(overrides: list[str], multirun: bool) -> list[list[str]]:
 
 
 # ----- composing and explaining what is wrong ---------------------------------------------------
+_PLUGIN_KEY = re.compile(r"^(space|task)(?:\.name)?=(.+)$")
+
+
+def prepare_overrides(overrides: Sequence[str], primary: Path | None = None) -> list[str]:
+    """Register the config nodes nag generates (``nag.experiments.config.register_config_nodes``)
+    and make a registered space or task usable by name alone.
+
+    ``space=<name>`` needs no YAML option: a registered space without one gets a generated option
+    (``{name, **constructor defaults}``). ``space.name=<name>`` is read as ``space=<name>``, so the
+    other keys come from that space's option, not the previous one's. The same holds for ``task``.
+    """
+    from nag.experiments.config import register_config_nodes, register_plugin_option
+
+    register_config_nodes()
+    primary = primary or config_dir()
+    dirs = [primary, *_user_config_dirs(overrides)]
+    options = _group_options(dirs)
+    explicit = {o.partition("=")[0] for o in overrides}
+    out = []
+    for arg in overrides:
+        m = _PLUGIN_KEY.match(arg)
+        if m:
+            group, value = m.group(1), m.group(2)
+            if arg.startswith(f"{group}.name=") and group not in explicit:
+                arg = f"{group}={value}"  # the named plugin's own option, with its own keys
+            if arg.startswith(f"{group}="):
+                for name in value.split(","):  # a sweep names several
+                    name = name.strip().strip("'\"")
+                    if name and name not in options.get(group, {}):
+                        register_plugin_option(group, name)
+        out.append(arg)
+    return out
+
+
 def _compose(overrides: list[str], primary: Path):
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
+    from nag.experiments.config import register_config_nodes
+
+    register_config_nodes()
     GlobalHydra.instance().clear()
     try:
         with initialize_config_dir(config_dir=str(primary), version_base="1.3", job_name="nag"):
@@ -302,7 +354,8 @@ def _check_values(cfg: Any) -> None:
 
 
 def compose_config(overrides: Sequence[str] = (), multirun: bool = False):
-    """Compose the config exactly as ``python -m nag.run`` would, raising CliError if it cannot.
+    """Compose the config exactly as ``python -m nag.run`` would and validate it against the
+    experiment's schema, raising CliError if it cannot.
 
     Returns the job config (without the ``hydra`` node) of the first job; pass it to
     ``nag.experiments.run_experiment(cfg, out_dir)`` to run it in-process.
@@ -311,8 +364,11 @@ def compose_config(overrides: Sequence[str] = (), multirun: bool = False):
     from omegaconf import open_dict
     from omegaconf.errors import OmegaConfBaseException
 
+    from nag.errors import NagError
+    from nag.experiments.config import validate_config
+
     primary = config_dir()
-    overrides = [_quote_if_needed(o) for o in overrides]
+    overrides = prepare_overrides([_quote_if_needed(o) for o in overrides], primary)
     first = None
     for subset in _validation_sets(overrides, multirun):
         try:
@@ -320,6 +376,10 @@ def compose_config(overrides: Sequence[str] = (), multirun: bool = False):
         except (HydraException, OmegaConfBaseException) as exc:
             raise CliError(_explain_composition_error(exc, subset, primary)) from exc
         _check_values(cfg)
+        try:
+            validate_config(cfg)  # types, ranges and the plugins' settings, before anything runs
+        except NagError as exc:
+            raise CliError(str(exc)) from exc
         first = cfg if first is None else first
     with open_dict(first):
         del first["hydra"]
@@ -366,7 +426,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             print(usage([a for a in argv if not a.startswith("-")]))
             return
         args, overrides = _split_args(argv)
-        quoted = [_quote_if_needed(o) for o in overrides]
+        quoted = prepare_overrides([_quote_if_needed(o) for o in overrides], primary)
         flags = [a for a in argv if a not in overrides]
         custom_config = args.config_path or args.config_dir or args.config_name
         if not (args.hydra_help or args.info or args.shell_completion or custom_config):

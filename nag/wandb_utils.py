@@ -15,9 +15,21 @@ import sys
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, Literal
+
+from nag.schema import Settings
 
 MODES = ("online", "offline", "disabled", "shared")
+
+
+class WandbConfig(Settings):
+    """The ``wandb:`` config block: ``mode`` (offline | online | disabled; null = $WANDB_MODE, else
+    offline) and ``project``."""
+
+    settings_name: ClassVar[str] = "wandb"
+
+    mode: Literal[MODES] | Literal["dryrun"] | None = None  # type: ignore[valid-type]
+    project: str = "nag"
 
 
 def resolve_mode(mode: str | None = None) -> str:

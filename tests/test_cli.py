@@ -94,9 +94,57 @@ def test_a_misspelt_method_setting_exits_2_before_any_query(tmp_path, args, name
     assert not (tmp_path / "run" / "results.json").exists() and not (tmp_path / "run" / "history.jsonl").exists()
 
 
+# ----- typed configs: a wrong type or an out-of-range value is one line naming key, value, accepted ----
+BAD_VALUES = [
+    (["experiment=generate", "n=-5"], "config key 'n' = -5 is not accepted: expected an int >= 1."),
+    (["experiment=generate", "n=abc"], "config key 'n' = 'abc' is not accepted: expected an int >= 1."),
+    (["experiment=generate", "solver.steps=0"], "config key 'solver.steps' = 0 is not accepted: expected an int >= 1."),
+    (["experiment=generate", "batch_size=0"], "config key 'batch_size' = 0 is not accepted: expected an int >= 1."),
+    (["experiment=generate", "seed=1.5"], "config key 'seed' = 1.5 is not accepted: expected an int >= 0."),
+    (["experiment=bo_nas", "budget=-1"], "config key 'budget' = -1 is not accepted: expected an int >= 1."),
+    (["experiment=guided_generation", "guidance.weight=abc"],
+     "config key 'guidance.weight' = 'abc' is not accepted: expected a number."),
+    (["experiment=generate", "trainer.devices=0"],
+     "config key 'trainer.devices' = 0 is not accepted: expected an int >= 1, one of -1, 'auto' or a list of ints >= 0."),
+    (["experiment=generate", "solver=pc", "solver.snr=-1"], "config key 'solver.snr' = -1 is not accepted: expected a number > 0."),
+    (["experiment=random_search", "train.momentum=1.5"],
+     "config key 'train.momentum' = 1.5 is not accepted: expected a number >= 0 and < 1."),
+    (["experiment=random_search", "space.C=0"], "config key 'space.C' = 0 is not accepted: expected an int >= 1."),
+    (["experiment=bo_nas", "method=bananas", "bo.pool_size=0"],
+     "config key 'bo.pool_size' = 0 is not accepted: expected an int >= 1 or null."),
+]
+
+
+@pytest.mark.parametrize("args, message", BAD_VALUES, ids=[" ".join(a) for a, _ in BAD_VALUES])
+def test_bad_values_are_refused_before_anything_runs(args, message):
+    with pytest.raises(CliError) as info:
+        compose_config(args)
+    assert str(info.value) == message
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [BAD_VALUES[1], BAD_VALUES[7]] + [pytest.param(*b, marks=pytest.mark.slow) for i, b in enumerate(BAD_VALUES[:8]) if i not in (1, 7)],
+    ids=lambda v: " ".join(v) if isinstance(v, list) else "",
+)
+def test_bad_values_exit_2_with_one_error_line(tmp_path, args, message):
+    out = nag_run(*args, "hydra.run.dir=run", cwd=tmp_path)
+    err = assert_usage_error(out, message)
+    assert err == f"error: {message}"  # one line, no traceback
+    assert not (tmp_path / "run").exists()  # nothing ran
+
+
+def test_switching_solvers_needs_no_tilde():
+    """A solver option replaces the whole node: the other solver's keys do not linger."""
+    pc = compose_config(["experiment=generate", "solver=pc"]).solver
+    assert pc.name == "pc" and "method" not in pc and "snr" in pc
+    ode = compose_config(["experiment=guided_generation", "solver=ode"]).solver
+    assert ode.name == "ode" and "snr" not in ode and ode.steps == 100  # the recipe's steps stay
+
+
 def test_missing_config_folder_is_explained(tmp_path):
     out = nag_run("experiment=evaluate", cwd=tmp_path, env={"NAG_CONFIG_DIR": str(tmp_path / "nowhere")})
-    assert_usage_error(out, "NAG_CONFIG_DIR", "pip install -e .")
+    assert_usage_error(out, "NAG_CONFIG_DIR", "unset it to use the configs installed with nag")
 
 
 def test_unknown_option_in_a_sweep_is_caught_too(tmp_path):
@@ -229,11 +277,10 @@ def test_missing_builtin_module_means_not_available(monkeypatch):
 
 
 def test_unknown_space_name_lists_known_spaces():
-    cfg = compose_config(["experiment=evaluate", "space.name=no_such_space"])
-    with pytest.raises(UnknownNameError, match="nb201"):
-        experiments.build_space(cfg)
-    with pytest.raises(ConfigError, match="Accepted keys: C, N"):
-        experiments.build_space(compose_config(["experiment=evaluate", "+space.width=3"]))
+    with pytest.raises(CliError, match=r"unknown space option 'no_such_space' \(space=no_such_space\). Available for space=: .*nb201"):
+        compose_config(["experiment=evaluate", "space.name=no_such_space"])
+    with pytest.raises(CliError, match="search space 'nb201' has no setting 'width'; it accepts: C, N."):
+        compose_config(["experiment=evaluate", "+space.width=3"])
 
 
 def test_compose_config_quotes_arch_strings():

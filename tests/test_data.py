@@ -156,7 +156,7 @@ def test_stratified_split_refuses_bad_sizes() -> None:
 def test_unknown_task_and_kwargs() -> None:
     with pytest.raises(UnknownNameError, match="Known tasks: .*digits"):
         get_task("mnist")
-    with pytest.raises(ConfigError, match=r"does not take \['root'\].*size"):
+    with pytest.raises(ConfigError, match=r"task 'digits' has no setting 'root'; it accepts: size"):
         get_task("digits", root="/data")
 
 

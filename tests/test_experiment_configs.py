@@ -1,13 +1,12 @@
-"""Every experiments/experiment/*.yaml composes, and fast-runs with its own ``smoke_overrides``.
+"""Every experiments/experiment/*.yaml composes, validates, and fast-runs with its smoke overrides.
 
 Experiment files are discovered by glob, so a new experiment is covered as soon as its yaml
-exists. A new experiment brings, in its yaml:
-  - line 1 ``# @package _global_`` and line 2 a ``# <one-line description>`` (shown by --help),
-  - ``name: <file stem>``,
-  - ``smoke_overrides: [...]``: overrides that make a run take seconds,
-  - optionally ``smoke_slow: true`` when even that run takes more than ~30 s (marks it slow),
-and, here, its documented result keys (``DOCUMENTED``). Nothing is skipped: an experiment that
-needs data runs on what the tests give it (the synthetic NB201 table for a benchmark path).
+exists. A new experiment brings:
+  - in its yaml, line 1 ``# @package _global_`` and line 2 a ``# <one-line description>`` (shown
+    by --help), and ``name: <file stem>``;
+  - in tests/smoke.py, ``SMOKE[<name>]``: overrides that make a run take seconds (they stay out of
+    the production yaml, so out of every run's config.yaml and W&B), and ``SLOW`` membership when
+    even that run takes more than ~30 s.
 """
 from __future__ import annotations
 
@@ -16,11 +15,11 @@ import math
 from pathlib import Path
 
 import pytest
-import yaml
 from omegaconf import OmegaConf
 
 from nag.experiments import build_space, list_experiments, run_experiment
 from nag.run import compose_config
+from smoke import SLOW, SMOKE  # tests/ is on sys.path under pytest's default import mode
 
 REPO = Path(__file__).resolve().parents[1]
 FILES = sorted((REPO / "experiments" / "experiment").glob("*.yaml"))
@@ -94,8 +93,7 @@ def check_range(key: str, value, space) -> None:
 
 
 def _param(path: Path):
-    raw = yaml.safe_load(path.read_text()) or {}
-    marks = [pytest.mark.slow] if raw.get("smoke_slow") else []
+    marks = [pytest.mark.slow] if path.stem in SLOW else []
     return pytest.param(path, id=path.stem, marks=marks)
 
 
@@ -120,10 +118,10 @@ def test_experiment_file_header(path):
 def test_experiment_composes(path):
     cfg = compose_config([f"experiment={path.stem}"])
     assert cfg.name == path.stem
-    assert {"seed", "space", "task", "wandb"} <= set(cfg)
-    smoke = cfg.get("smoke_overrides")
-    assert OmegaConf.is_list(smoke) and all(isinstance(o, str) for o in smoke), "give smoke_overrides: [key=value, ...]"
-    compose_config([f"experiment={path.stem}", *smoke])  # every smoke override names a real key
+    assert {"seed", "space", "task", "wandb", "trainer"} <= set(cfg)
+    assert not any(k.startswith("smoke") for k in cfg), "smoke overrides belong in tests/smoke.py"
+    assert path.stem in SMOKE, f"add SMOKE[{path.stem!r}] to tests/smoke.py: overrides that make a run take seconds"
+    compose_config([f"experiment={path.stem}", *SMOKE[path.stem]])  # every smoke override names a real key
 
 
 @pytest.mark.parametrize("path", [_param(p) for p in FILES])
@@ -132,7 +130,7 @@ def test_experiment_fast_run(path, tmp_path, synthetic_csv):
     cfg = compose_config([f"experiment={path.stem}"])
     runner = str(cfg.get("runner") or cfg.name)
     extra = TEST_DATA.get(path.stem, lambda data: [])(synthetic_csv)
-    cfg = compose_config([f"experiment={path.stem}", *cfg.smoke_overrides, *extra])
+    cfg = compose_config([f"experiment={path.stem}", *SMOKE[path.stem], *extra])
     results = run_experiment(cfg, out_dir=tmp_path)
 
     entries = [str(m) for m in PER_ENTRY[runner](cfg)] if runner in PER_ENTRY else []

@@ -114,22 +114,22 @@ def test_shipped_nb201_prior_loads_and_samples_valid_archs():
 
 def test_default_sampler_is_particle_guided_in_a_time_window():
     from nag.diffusion.guidance import DiversityGuide
-    from nag.experiments.generate import build_sampler, time_window
+    from nag.diffusion.sampling import SamplerSettings, build_sampler, time_window
 
     window = time_window(0.3, 0.7)
     assert window(torch.tensor([0.1, 0.5, 0.9])).tolist() == [0.0, 1.0, 0.0]
-    with pytest.raises(ConfigError, match="window"):
-        time_window(0.7, 0.3)
+    with pytest.raises(ConfigError, match=r"'diversity.window' = \[0.7, 0.3\]: a window is \[lo, hi\] with 0 <= lo < hi"):
+        SamplerSettings(diversity={"weight": 1.0, "window": [0.7, 0.3]})
     cfg = compose_config(["experiment=generate"])
     space = get_space("nb201")
     net_cfg = {"d_model": 16, "n_layers": 1, "n_heads": 2, "d_ff": 16}
     net = build_score_net(net_cfg, 8, 7, space.adjacency, space.positions)
     prior = Prior(space, {"name": "ve"}, net, net_cfg, ArchDataModule(space, 0.5).split_info())
-    sampler = build_sampler(prior, cfg)
+    sampler = build_sampler(prior, SamplerSettings.pick(cfg))
     (guide,) = sampler.guides
     assert isinstance(guide, DiversityGuide) and guide.memory == cfg.diversity.memory
     assert guide.weight_at(torch.tensor([0.5, 0.95])).tolist() == [cfg.diversity.weight, 0.0]
-    iid = build_sampler(prior, compose_config(["experiment=generate", "diversity.weight=0"]))
+    iid = build_sampler(prior, SamplerSettings.pick(compose_config(["experiment=generate", "sampler=iid"])))
     assert iid.guides == () and iid.solver.config()["steps"] == cfg.solver.steps
     archs = prior.sample(6, seed=0, batch_size=3)  # Prior.sample: same GuidedSampler path, default solver
     assert len(archs) == 6 and all(space.is_valid(a) for a in archs)

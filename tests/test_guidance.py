@@ -19,6 +19,7 @@ from nag.diffusion.guidance import (
     parse_constraint,
 )
 from nag.diffusion.sde import SDE, VESDE, VPSDE, bcast
+from nag.diffusion.solvers import DEFAULT_SOLVER, get_solver
 from nag.errors import ConfigError, IncompatibleComponentsError, InvalidArchError
 from nag.spaces.base import SearchSpace
 
@@ -389,7 +390,7 @@ def test_guided_sampler_batches_seeds_and_decodes():
     assert sampler.sample(0) == []
     assert sampler.score_fn() is sampler.prior.score_fn  # no guides: the prior's own score
     assert "GuidedSampler" in repr(sampler)
-    assert GuidedSampler(uniform_prior(SPACE)).solver.config()["steps"] == 1000  # the paper's PC
+    assert GuidedSampler(uniform_prior(SPACE)).solver.config() == get_solver(DEFAULT_SOLVER).config()  # the one default
 
 
 def test_guide_config_errors():

@@ -13,22 +13,17 @@ import numpy as np
 import pytest
 import torch
 
-from nag.diffusion.guidance import DiversityGuide, Guide, GuidedSampler
+from nag.diffusion.guidance import DiversityGuide, Guide, GuidedSampler, GuideSpec
+from nag.diffusion.sampling import SamplerSettings, build_sampler
 from nag.diffusion.sde import VESDE, bcast
 from nag.errors import ConfigError, MissingDataError
 from nag.experiments import run_experiment
-from nag.experiments.guided_generation import (
-    ExtraGuide,
-    build_guides,
-    constraint_scores,
-    extra_guides_from,
-    fit_guidance_predictor,
-    load_table,
-    sample_scores,
-    split_labeled,
-)
-from nag.run import compose_config
+from nag.metrics import constraint_scores, sample_scores
+from nag.modules.predictor import PredictorOptions, fit_on_table
+from nag.run import CliError, compose_config
+from nag.schema import validate
 from nag.spaces import get_space
+from nag.tables.table import load_benchmark
 
 ACC = "cifar10_test_acc"
 PARAMS = "params_M_cifar10"
@@ -41,38 +36,42 @@ def space():
 
 @pytest.fixture(scope="module")
 def table(synthetic_csv, space):
-    return load_table({"path": str(synthetic_csv)}, space)
+    return load_benchmark({"path": str(synthetic_csv)}, space)
 
 
-def test_load_table_needs_a_path(space, tmp_path):
+def test_load_benchmark_needs_a_path(space, tmp_path):
     with pytest.raises(MissingDataError, match="benchmark.path is not set; pass benchmark.path="):
-        load_table({"path": None}, space)
+        load_benchmark({"path": None}, space)
     with pytest.raises(MissingDataError, match="benchmark table not found at .*absent.csv.*config key benchmark.path"):
-        load_table({"path": str(tmp_path / "absent.csv")}, space)
+        load_benchmark({"path": str(tmp_path / "absent.csv")}, space)
 
 
-def test_extra_guides_config():
-    (g,) = extra_guides_from([{"metric": PARAMS, "direction": "min", "weight": 2.0, "constraint": "<=0.5"}])
-    assert g == ExtraGuide(PARAMS, weight=2.0, direction="min", constraint=("<=", 0.5))
+def test_guide_spec_of_an_extra_objective():
+    g = GuideSpec(**{"metric": PARAMS, "direction": "min", "weight": 2.0, "constraint": "<=0.5"})
+    assert g.target == PARAMS and g.bound == ("<=", 0.5) and g.sense == "min"
     assert g.satisfied(np.array([0.4, 0.5, 0.6])).tolist() == [True, True, False]
-    assert ExtraGuide(PARAMS, constraint=(">=", 1.0)).satisfied(np.array([0.5, 1.0])).tolist() == [False, True]
-    assert extra_guides_from(None) == [] and extra_guides_from([]) == []
-    with pytest.raises(ConfigError, match="accepted keys"):
-        extra_guides_from([{"metric": PARAMS, "wieght": 1.0}])
-    with pytest.raises(ConfigError, match="accepted keys"):
-        extra_guides_from([{"weight": 1.0}])
-    with pytest.raises(ConfigError, match="list of mappings"):
-        extra_guides_from({"metric": PARAMS})
+    assert GuideSpec(metric=PARAMS, constraint=(">=", 1.0)).satisfied(np.array([0.5, 1.0])).tolist() == [False, True]
+    with pytest.raises(ConfigError, match="guide has no setting 'wieght'; it accepts: .*Did you mean 'weight'"):
+        GuideSpec(metric=PARAMS, wieght=1.0)
+    with pytest.raises(ConfigError, match="cannot read constraint '<5'; write e.g. '<=5.0'"):
+        GuideSpec(metric=PARAMS, constraint="<5")
+    with pytest.raises(ConfigError, match="direction 'target' needs goal"):
+        GuideSpec(metric=PARAMS, direction="target")
+
+
+def test_extra_guides_must_name_their_column(nb201_csv):
+    with pytest.raises(CliError, match="extra_guides.*names its table column"):
+        compose_config(["experiment=guided_generation", f"benchmark.path={nb201_csv}", "extra_guides=[{weight: 1.0}]"])
 
 
 def test_split_is_seeded_and_disjoint(table):
-    a, b = split_labeled(table, 100, 300, seed=3)
-    a2, b2 = split_labeled(table, 100, 300, seed=3)
+    a, b = table.split(100, 300, seed=3)
+    a2, b2 = table.split(100, 300, seed=3)
     assert len(a) == 100 and len(b) == 300 and not set(a) & set(b)
     assert (a == a2).all() and (b == b2).all()
-    assert not (split_labeled(table, 100, 300, seed=4)[0] == a).all()
+    assert not (table.split(100, 300, seed=4)[0] == a).all()
     with pytest.raises(ConfigError, match="n_labeled"):
-        split_labeled(table, len(table), 1, seed=0)
+        table.split(len(table), 1, seed=0)
 
 
 def test_sample_scores_on_true_values(table):
@@ -98,28 +97,29 @@ def test_constraint_scores(table):
     small = np.flatnonzero(params <= 0.5)
     big = np.flatnonzero(params > 0.5)
     archs = [table.archs[i] for i in np.concatenate([small[:30], big[:10]])]
-    s = constraint_scores(archs, table, ACC, [ExtraGuide(PARAMS, constraint=("<=", 0.5))])
+    s = constraint_scores(archs, table, ACC, [GuideSpec(metric=PARAMS, constraint=("<=", 0.5))])
     assert s[f"{PARAMS}_frac_satisfied"] == pytest.approx(0.75) and s["frac_feasible"] == pytest.approx(0.75)
     assert s["mean_true_feasible"] == pytest.approx(acc[small[:30]].mean())
     assert s["table_best_feasible"] == pytest.approx(acc[small].max())
     best_small = small[np.argsort(-acc[small])[:5]]
-    s = constraint_scores([table.archs[i] for i in best_small], table, ACC, [ExtraGuide(PARAMS, constraint=("<=", 0.5))])
+    s = constraint_scores([table.archs[i] for i in best_small], table, ACC, [GuideSpec(metric=PARAMS, constraint=("<=", 0.5))])
     assert s["frac_top5_feasible"] == 1.0
-    assert "frac_feasible" not in constraint_scores(archs, table, ACC, [ExtraGuide(PARAMS, direction="min")])
+    assert "frac_feasible" not in constraint_scores(archs, table, ACC, [GuideSpec(metric=PARAMS, direction="min")])
 
 
-def test_build_guides_checks_options(table, space):
-    pred = fit_guidance_predictor(space, table, np.arange(40), [ACC, PARAMS], VESDE(0.1, 5.0).config(), {"steps": 2})
-    guides = build_guides(pred, ACC, {"weight": 3.0, "diversity": {"weight": 0.5}}, [ExtraGuide(PARAMS)])
-    assert [type(g) for g in guides] == [Guide, Guide, DiversityGuide]
+def test_guides_and_sampler_from_config(table, space):
+    pred = fit_on_table(table, np.arange(40), [ACC, PARAMS], VESDE(0.1, 5.0).config(), steps=2)
+    guides = [GuideSpec(weight=3.0).build(pred, ACC), GuideSpec(metric=PARAMS, direction="min").build(pred)]
+    assert [type(g) for g in guides] == [Guide, Guide]
     assert guides[0].index == 0 and guides[0].weight == 3.0 and guides[1].index == 1 and guides[1].direction == "min"
-    assert len(build_guides(pred, ACC, {"diversity": {"weight": 0.0}})) == 1
-    with pytest.raises(ConfigError, match="accepted"):
-        build_guides(pred, ACC, {"wieght": 3.0})
-    with pytest.raises(ConfigError, match="does not accept"):
-        build_guides(pred, ACC, {"diversity": {"weight": 1.0, "bandwith": 2.0}})
-    with pytest.raises(ConfigError, match="fit_predictor"):
-        fit_guidance_predictor(space, table, np.arange(40), [ACC], VESDE(0.1, 5.0).config(), {"stepz": 2})
+    prior = UniformPrior(space)
+    sampler = build_sampler(prior, {"diversity": {"weight": 0.5}}, guides)
+    assert [type(g) for g in sampler.guides] == [Guide, Guide, DiversityGuide]
+    assert len(build_sampler(prior, {"diversity": {"weight": 0.0}}, guides).guides) == 2
+    with pytest.raises(ConfigError, match="diversity guide has no setting 'bandwith'.*Did you mean 'bandwidth'"):
+        SamplerSettings(diversity={"weight": 1.0, "bandwith": 2.0})
+    with pytest.raises(ConfigError, match="predictor options has no setting 'stepz'; it accepts: .*steps"):
+        validate(PredictorOptions, {"stepz": 2})
 
 
 class UniformPrior:
@@ -142,11 +142,11 @@ class UniformPrior:
 def test_guidance_with_a_real_predictor_beats_unguided(table, space):
     """A noise-aware predictor fit on 300 table archs steers the exact uniform prior to better archs."""
     prior = UniformPrior(space)
-    labeled, _ = split_labeled(table, 300, 1, seed=0)
-    pred = fit_guidance_predictor(space, table, labeled, [ACC], prior.sde.config(), {"steps": 150}, seed=0)
+    labeled, _ = table.split(300, 1, seed=0)
+    pred = fit_on_table(table, labeled, [ACC], prior.sde.config(), seed=0, steps=150)
     solver = {"name": "pc", "steps": 40}
     unguided = GuidedSampler(prior, (), solver=solver).sample(64, seed=1)
-    guided = GuidedSampler(prior, build_guides(pred, ACC, {"weight": 2.0}), solver=solver).sample(64, seed=1)
+    guided = GuidedSampler(prior, [GuideSpec(weight=2.0).build(pred, ACC)], solver=solver).sample(64, seed=1)
     u, g = sample_scores(unguided, table, ACC), sample_scores(guided, table, ACC)
     assert g["mean_true"] > u["mean_true"] + 3.0
     assert g["frac_top5"] > u["frac_top5"] + 0.1
@@ -171,7 +171,7 @@ FAST = ["n_labeled=48", "n_heldout=48", "n=6", "batch_size=6", "solver.steps=3",
 def test_experiment_end_to_end(synthetic_csv, tiny_prior, tmp_path):
     cfg = compose_config(
         ["experiment=guided_generation", f"benchmark.path={synthetic_csv}", f"prior.path={tiny_prior}", *FAST,
-         "guidance.diversity.weight=0.1"]
+         "diversity.weight=0.1"]
     )
     results = run_experiment(cfg, out_dir=tmp_path)
     keys = {"frac_top5", "frac_top1", "mean_true", "max_true", "uniqueness", "predictor_spearman",
@@ -226,7 +226,7 @@ def test_shipped_prior_guidance_reaches_the_top(nb201_csv, tmp_path):
 
 
 def test_sources_join_the_predictors_training_rows_with_masked_targets(table):
-    from nag.experiments.guided_generation import source_target, with_sources
+    from nag.search.sources import source_target, with_sources
     from nag.search.sources import Source
 
     labeled = [table.archs[i] for i in range(5)]

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import csv
 import json
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -21,19 +20,12 @@ from nag.metrics import regression_scores
 from nag.modules.cost_predictor import cost_predictor_info, default_predictor_path, fit_cost_predictor, load_cost_predictor, resolve_predictor_path, save_cost_predictor, split_rows
 from nag.tables.readers import read_table_costs, table_arch_fn
 from nag.diffusion.guidance import Guide
-from nag.diffusion.prior import default_prior_path, load_default_prior
+from nag.diffusion.prior import default_prior_path, load_prior
 from nag.errors import ConfigError, MissingDataError
 from nag.experiments import run_experiment
-from nag.experiments.pareto_generation import (
-    Axis,
-    GuideSpec,
-    front_axes,
-    guide_specs,
-    hypervolume_2d,
-    interleave,
-    pareto_mask,
-    prediction_columns,
-)
+from nag.evaluation.measure import interleave
+from nag.experiments.pareto_generation import Axis, PredictorGuide, front_axes, guide_specs, prediction_columns
+from nag.metrics import hypervolume_2d, pareto_mask
 from nag.registry import Registry
 from nag.run import compose_config
 from nag.spaces import get_space
@@ -68,7 +60,7 @@ def test_measure_costs_is_resumable_and_refuses_another_context(small, tmp_path)
     scale = rows[0]["reference_ms"]
     assert all(r["reference_ms"] == scale for r in rows)  # the resumed run kept the file's ms scale
     with pytest.raises(ConfigError, match="mix scales"):
-        measure_costs(small, archs, path, ["latency_ms"], replace(timing, reference_ms=scale + 1), progress=False)
+        measure_costs(small, archs, path, ["latency_ms"], timing.with_(reference_ms=scale + 1), progress=False)
     with pytest.raises(ConfigError, match="measured under"):
         measure_costs(small, archs, path, ["latency_ms"], Timing(runs=2, warmup=0), progress=False)
     with pytest.raises(ConfigError, match="has no"):
@@ -237,18 +229,23 @@ def test_guide_specs_and_axes():
             {"predictor": "p.pt", "target": "latency_ms", "direction": None, "constraint": "<=6"},
         ]
     )
-    assert specs[1].constraint == ("<=", 6.0) and specs[1].sense == "min" and specs[0].sense == "max"
+    assert specs[1].bound == ("<=", 6.0) and specs[1].sense == "min" and specs[0].sense == "max"
     cols = prediction_columns(specs)
     assert cols == ["pred_flops_M", "pred_latency_ms"]
-    assert front_axes(None, specs, cols, ["latency_ms"]) == [Axis("pred_flops_M", "max"), Axis("latency_ms", "min")]
-    assert front_axes([{"column": "pred_flops_M", "direction": "min"}], specs, cols, []) == [Axis("pred_flops_M", "min")]
-    with pytest.raises(ConfigError, match="column"):
+    assert front_axes(None, specs, cols, ["latency_ms"]) == [Axis(column="pred_flops_M", direction="max"),
+                                                              Axis(column="latency_ms", direction="min")]
+    assert front_axes([{"column": "pred_flops_M", "direction": "min"}], specs, cols, []) == [
+        Axis(column="pred_flops_M", direction="min")]
+    with pytest.raises(ConfigError, match="the column must be one of"):
         front_axes([{"column": "accuracy", "direction": "max"}], specs, cols, [])
-    with pytest.raises(ConfigError, match="accepted keys"):
+    with pytest.raises(ConfigError, match="guide has no setting 'weigth'; it accepts: .*Did you mean 'weight'"):
         guide_specs([{"predictor": "p.pt", "target": "x", "weigth": 1.0}])
+    with pytest.raises(ConfigError, match="'predictor' is missing"):
+        guide_specs([{"target": "x"}])
     with pytest.raises(ConfigError, match="non-empty"):
         guide_specs([])
-    assert prediction_columns([GuideSpec("a.pt", "x"), GuideSpec("b.pt", "x")]) == ["pred_x_0", "pred_x_1"]
+    assert prediction_columns([PredictorGuide(predictor="a.pt", target="x"), PredictorGuide(predictor="b.pt", target="x")]) == [
+        "pred_x_0", "pred_x_1"]
     assert interleave([1, 2, 3], ["a"]) == [1, "a", 2, 3]
 
 
@@ -257,7 +254,7 @@ def test_guide_specs_and_axes():
 def mbv3_prior():
     space = MBv3Space(resolution=128)
     assert default_prior_path("mbv3", must_exist=False).is_file(), "nag/assets/priors/mbv3.pt is a shipped asset"
-    return load_default_prior(space)
+    return load_prior(None, space)
 
 
 @pytest.fixture(scope="module")
@@ -379,7 +376,7 @@ def test_bo_nas_on_mbv3_trains_on_digits(tmp_path, mbv3_prior):
     one round of diffusion BO (the surrogate guides the shipped prior); each query trains a timm net."""
     overrides = ["experiment=bo_nas", "space=mbv3", "task=digits", "method=diffusion_bo", "budget=3", "bo.n_init=2",
                  "bo.ensemble=2", "bo.pool_size=8", "+method_params.optimizer_params.n_samples=8",
-                 "+method_params.optimizer_params.steps=3", "+method_params.optimizer_params.mutations=4",
+                 "+method_params.optimizer_params.solver.steps=3", "+method_params.optimizer_params.mutations=4",
                  "train.epochs=1", "train.max_steps=2", "train.batch_size=32", "wandb.mode=disabled"]  # fmt: skip
     results = run_experiment(compose_config(overrides), out_dir=tmp_path)
     assert results["method"] == "diffusion_bo" and results["n_queries"] == 3

@@ -42,7 +42,7 @@ def test_missing_database_names_the_builder(tmp_path):
 
 
 def test_shipped_database_is_real_and_consistent():
-    from nag.experiments.train_meta_predictor import ASSETS
+    from nag.meta.database import ASSETS
 
     path = ASSETS / "meta_db" / "digits_nb201.jsonl"
     rows = [json.loads(line) for line in open(path)]

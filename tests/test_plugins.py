@@ -13,11 +13,13 @@ import tomllib
 from pathlib import Path
 
 import pytest
+import torch
 
 import nag.spaces
 from nag.errors import InvalidArchError
 from nag.registry import Registry
 from nag.spaces import SearchSpace, get_space, list_spaces
+from nag.spaces.base import to_unit_scale
 from test_registry import make_dist  # tests/ is on sys.path under pytest's default import mode
 
 REPO = Path(__file__).resolve().parents[1]
@@ -183,3 +185,90 @@ def test_example_plugin_runs_from_the_command_line(tmp_path, chain_module):
     best = results["best_arch"]
     assert len(best.split("-")) == 4 and set(best.split("-")) <= set(chain_module.OPS)
 
+
+
+# ----- a registered space works by name alone -------------------------------------------------
+def test_a_registered_space_needs_no_yaml(tmp_path, chain_module, monkeypatch, spaces):
+    """space=<plugin> without a space/<plugin>.yaml, and space.name=<plugin> without ~space.N: the
+    option is the constructor (its schema and defaults)."""
+    from nag.run import compose_config
+
+    make_dist(tmp_path / "site", "nag-chain-space", {"nag.spaces": example_entry_points()})
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    for override in ("space=chain_cnn", "space.name=chain_cnn"):
+        cfg = compose_config(["experiment=random_search", override, "space.C=4"])
+        assert dict(cfg.space) == {"name": "chain_cnn", "C": 4}, override  # no nb201 key (N) lingers
+    with pytest.raises(Exception, match=r"config key 'space.C' = 0 is not accepted: expected an int >= 1"):
+        compose_config(["experiment=random_search", "space=chain_cnn", "space.C=0"])
+
+
+# ----- a cross-node rule, no decode_tokens override, and the plugin's own prior -------------------
+def _skip_heavy_states(space, n: int, seed: int) -> torch.Tensor:
+    """Noise with the 'skip' column lifted: most argmax rows break "at least 2 non-skip layers"."""
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, space.num_nodes, space.num_ops, generator=gen)
+    x[:, :, space.ops.index("skip")] += 1.5
+    return x
+
+
+def test_decode_is_total_and_repairs_with_the_most_likely_valid_tokens():
+    from rule_space import RuleChainSpace, rule_holds
+
+    space = RuleChainSpace()
+    x = _skip_heavy_states(space, 400, seed=0)
+    argmax = [tuple(space.ops[t] for t in row) for row in space.decode_tokens(x).tolist()]
+    refused = [i for i, a in enumerate(argmax) if not rule_holds(a)]
+    assert len(refused) > 100  # the rule is broken often, so the repair is exercised
+    archs = space.decode(x)  # would raise InvalidArchError without the repair
+    assert len(archs) == 400 and all(space.is_valid(a) for a in archs)
+    assert all(archs[i] == argmax[i] for i in range(400) if i not in refused)  # valid rows stay the argmax
+    every = space.enumerate()
+    tokens = torch.tensor([space.to_tokens(a) for a in every])  # [15600, 6]
+    for i in refused[:20]:  # the repair is the best-scoring valid assignment (exhaustive check)
+        scores = to_unit_scale(x[i : i + 1])[0]  # [6, 5], the scale decode reads
+        totals = scores.gather(1, tokens.T).sum(0)  # [15600]
+        assert totals[every.index(archs[i])] == pytest.approx(float(totals.max()))
+
+
+@pytest.mark.slow  # trains a tiny prior for the plugin space and samples 5 x 1,000 archs: ~1 min on 2 busy cores
+def test_plugin_space_with_a_cross_node_rule_generates_only_valid_archs(tmp_path, monkeypatch, spaces):
+    """The issue's user story: a plugin space written from the docs (a rule across nodes, no
+    decode_tokens), its own default prior declared through nag.priors, train_prior save_default=true
+    writes there, and generate samples 1,000 archs on each of 5 seeds, every one valid."""
+    import nag.diffusion.prior as prior_module
+    from nag.diffusion.prior import load_prior
+    from nag.diffusion.sampling import SamplerSettings, build_sampler
+    from nag.experiments import run_experiment
+    from nag.run import compose_config
+
+    source = (REPO / "tests" / "rule_space.py").read_text() + '\nPRIOR = __import__("pathlib").Path(__file__).with_name("rule_chain.pt")\n'
+    site = make_dist(tmp_path / "site", "nag-rule-space",
+                     {"nag.spaces": {"rule_chain": "nag_rule_space:RuleChainSpace"},
+                      "nag.priors": {"rule_chain": "nag_rule_space:PRIOR"}},
+                     modules={"nag_rule_space": source})
+    monkeypatch.syspath_prepend(str(site))
+    monkeypatch.setattr(prior_module, "PRIORS", Registry("default prior", group="nag.priors"))
+    quiet = ["wandb.mode=disabled", "torch_threads=1"]
+
+    train = compose_config(["experiment=train_prior", "space=rule_chain", "save_default=true", "train.max_steps=60",
+                            "train.ckpt_every=60", "data.batch_size=64", "net.d_model=16", "net.n_layers=1",
+                            "net.n_heads=2", "net.d_ff=32", "n=8", "batch_size=8", *quiet])
+    run_experiment(train, out_dir=tmp_path / "train")
+    declared = site / "rule_chain.pt"
+    assert declared.is_file()  # the plugin's own prior, not nag/assets
+    assert not (REPO / "nag" / "assets" / "priors" / "rule_chain.pt").exists()
+
+    from nag.spaces import get_space
+
+    space = get_space("rule_chain")
+    refused = 0
+    for seed in range(5):
+        cfg = compose_config(["experiment=generate", "space=rule_chain", "n=1000", f"seed={seed}", *quiet])
+        results = run_experiment(cfg, out_dir=tmp_path / f"gen{seed}")
+        archs = [space.parse(line) for line in (tmp_path / f"gen{seed}" / "archs.txt").read_text().splitlines()]
+        assert results["validity"] == 1.0 and results["n"] == len(archs) == 1000
+        assert all(space.is_valid(a) for a in archs)
+        sampler = build_sampler(load_prior(None, space), SamplerSettings.pick(cfg))  # the prior by default: the plugin's
+        tokens = space.decode_tokens(sampler.sample_tensor(1000, seed=seed))
+        refused += sum(sum(t != space.ops.index("skip") for t in row) < 2 for row in tokens.tolist())
+    print(f"rule_chain: {refused} of 5,000 raw samples needed the repair; all 5,000 decoded archs valid")

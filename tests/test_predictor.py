@@ -140,7 +140,7 @@ def test_predict_archs_selects_targets(space):
 
 
 def test_bad_configs_are_refused(space):
-    with pytest.raises(ConfigError, match="accepted"):
+    with pytest.raises(ConfigError, match="no setting .hiden.; it accepts: .*Did you mean .hidden."):
         PredictorModule(space.describe(), space.adjacency, VE, ["a"], {"name": "gnn", "hiden": 8})
     with pytest.raises(ConfigError, match="ensemble"):
         PredictorModule(space.describe(), space.adjacency, VE, ["a"], SMALL_NET, ensemble=0)

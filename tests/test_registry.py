@@ -11,7 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from nag.errors import ConfigError, DuplicateNameError, UnknownNameError
-from nag.registry import Registry, check_settings
+from nag.registry import Registry
+from nag.schema import check_settings
 
 
 def make_dist(root: Path, dist: str, entry_points: dict[str, dict[str, str]], modules: dict[str, str] = {}) -> Path:
@@ -196,6 +197,18 @@ def test_build_refuses_a_setting_the_factory_does_not_take_and_suggests_one():
         reg.build("w", "s", sise=2)
     with pytest.raises(ConfigError, match="it accepts: colour"):  # the positional args are not settings
         check_settings("widget", widget, {"space": 1}, skip=2)
+
+
+def test_build_refuses_a_value_the_annotation_does_not_accept():
+    reg: Registry = Registry("widget")
+
+    @reg.register("w")
+    def widget(space, size: int = 1, *, colour: str = "red"):
+        return (space, size, colour)
+
+    with pytest.raises(ConfigError, match=r"widget 'w': setting 'size' = 'big' is not accepted: expected an int\."):
+        reg.build("w", "s", size="big")
+    assert reg.build("w", "s", size=3.0) == ("s", 3, "red")  # validated values reach the factory
 
 
 def test_factories_taking_kwargs_are_not_checked():

@@ -90,7 +90,7 @@ def test_permutation_equivariance():
 def test_build_score_net_checks_options():
     net = build_score_net({"name": "dag_transformer", "d_model": 16, "n_heads": 2}, 8, 7, nb201_adjacency(), torch.arange(8))
     assert isinstance(net, DAGTransformer)
-    with pytest.raises(ConfigError, match="accepted"):
+    with pytest.raises(ConfigError, match="no setting .d_modle.; it accepts: d_model.*Did you mean .d_model."):
         build_score_net({"d_modle": 16}, 8, 7, nb201_adjacency(), torch.arange(8))
     with pytest.raises(ConfigError, match=r"d_model \(10\) must be divisible by n_heads \(4\)"):
         build_score_net({"d_model": 10, "n_heads": 4}, 8, 7, nb201_adjacency(), torch.arange(8))

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 import yaml
-from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from nag.errors import MissingDataError
 from nag.experiments import run_experiment
+from nag.schema import plain
 from nag.run import compose_config
 
 REPO = Path(__file__).resolve().parents[1]
@@ -82,13 +82,14 @@ def test_sweep_renders_into_a_composable_config(path):
     assert cmd[cmd.index("-m") + 1] == "nag.run" and "${args_no_hyphens}" in cmd
     assert spec["method"] in ("grid", "random", "bayes") and spec["metric"]["goal"] in ("minimize", "maximize")
     overrides = sweep_overrides(path)
-    with initialize_config_dir(config_dir=str(REPO / "experiments"), version_base=None):
-        cfg = compose(config_name="config", overrides=overrides)
+    cfg = compose_config(overrides)  # composes and validates, as python -m nag.run does on the agent
     assert cfg.name == "bo_nas"
     for item in overrides:
         key, _, value = item.lstrip("+").partition("=")
         if key == "experiment":  # a config group choice, not a key
             continue
+        if key == "method":  # a config group: the preset named by the value
+            key = "method.name"
         assert str(OmegaConf.select(cfg, key)) == value
 
 
@@ -126,7 +127,6 @@ def test_every_value_of_a_sweep_builds_its_search_method(path):
     from nag.experiments.bo_nas import method_overrides
     from nag.search import build_method
 
-    with initialize_config_dir(config_dir=str(REPO / "experiments"), version_base=None):
-        for overrides in sweep_points(path):
-            cfg = compose(config_name="config", overrides=overrides)
-            build_method(str(cfg.method), build_space(cfg), method_overrides(cfg))
+    for overrides in sweep_points(path):
+        cfg = compose_config(overrides)
+        build_method(plain(cfg.method), build_space(cfg), method_overrides(cfg))

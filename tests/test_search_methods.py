@@ -13,7 +13,7 @@ import torch
 
 from nag.errors import ConfigError, UnknownNameError
 from nag.evaluation import TableEvaluator
-from nag.search import METHODS, SearchContext, SearchState, build_method, run_search
+from nag.search import SearchContext, SearchState, build_method, list_methods, method_settings, run_search
 from nag.search.bo import POOL_OPTIMIZERS, AcquisitionObjective, build_pool_optimizer
 from nag.search.surrogate import fit_surrogate, predict_mean_std
 from nag.spaces import get_space
@@ -29,8 +29,12 @@ def table(synthetic_table):
     return synthetic_table
 
 
+def is_bo(method: str) -> bool:
+    return method_settings(method)[0] == "bo"
+
+
 def overrides(method: str) -> dict:
-    return FAST_BO if METHODS[method][0] == "bo" else {}
+    return FAST_BO if is_bo(method) else {}
 
 
 class UniformPrior:
@@ -76,7 +80,7 @@ class CountingEvaluator(TableEvaluator):
 @pytest.mark.parametrize("method", ["random", "evolution", "local", "bananas", "random_bo"])
 def test_budget_is_distinct_queries(table, method):
     ev = TableEvaluator(table, C10)
-    budget = 16 if METHODS[method][0] == "bo" else 60
+    budget = 16 if is_bo(method) else 60
     res = run_search(build_method(method, SPACE, overrides(method)), ev, budget=budget, seed=3)
     archs = [q.arch for q in res.history]
     assert res.n_queries == len(set(archs)) == budget == ev.n_queries
@@ -110,15 +114,16 @@ def test_model_free_baselines_beat_random_search(nb201_table):
 def resume_case(method: str) -> tuple[str, dict, int, int]:
     if method == "bananas_q3":
         return "bananas", {**FAST_BO, "q": 3, "n_init": 4}, 10, 6
-    if METHODS[method][0] != "bo":
+    searcher, preset = method_settings(method)
+    if searcher != "bo":
         return method, {"population": 10, "sample_size": 3} if method == "evolution" else {}, 30, 17
     params = {**FAST_BO, "optimizer_params": dict(FAST_BO["optimizer_params"])}
-    if METHODS[method][1]["optimizer"] in ("diffusion", "prior_filter"):
+    if preset["optimizer"] in ("diffusion", "prior_filter"):
         params["optimizer_params"].update(prior=UniformPrior(), n_samples=32)
     return method, params, 9, 7
 
 
-@pytest.mark.parametrize("method", sorted(METHODS) + ["bananas_q3"])
+@pytest.mark.parametrize("method", sorted(list_methods()) + ["bananas_q3"])
 def test_killed_search_resumes_exactly(table, tmp_path, method):
     """Killed in the middle of a round, the rerun evaluates only what the saved state lacks (never an
     arch evaluated before the kill again) and ends exactly as an uninterrupted run: same queries and
@@ -236,7 +241,7 @@ def test_exhaustive_bo_ranks_every_fresh_class_each_round(table, nb201_classes):
     sizes = []
     searcher.on_pool = lambda ctx, pool, *_: sizes.append((len(pool), len({ctx.canonical(q.arch) for q in ctx.history})))
     run_search(searcher, TableEvaluator(table, C10), budget=9, seed=0)
-    assert len(sizes) == 9 - METHODS["exhaustive_bo"][1]["n_init"]
+    assert len(sizes) == 9 - searcher.n_init
     assert all(pool == len(nb201_classes) - seen for pool, seen in sizes)
 
 
@@ -294,7 +299,7 @@ def test_guided_pool_prefers_what_the_surrogate_prefers(table):
     archs = [q.arch for q in ctx.history]
     sur = fit_surrogate("fast", SPACE, archs, np.array([q.value for q in ctx.history]), noise_aware=True,
                         steps=150, seed=0)
-    common = dict(pool_size=64, n_samples=64, prior=UniformPrior(), steps=30)
+    common = dict(pool_size=64, n_samples=64, prior=UniformPrior(), solver={"name": "pc", "steps": 30})
     guided = build_pool_optimizer("diffusion", SPACE, weight=20.0, **common).propose(ctx, sur)
     plain = build_pool_optimizer("prior_filter", SPACE, **common).propose(ctx, sur)
     assert guided and plain
@@ -310,7 +315,7 @@ def test_diffusion_bo_runs_in_the_loop(table):
     extra: dict = {}
     res = run_search(
         build_method("diffusion_bo", SPACE, {"n_init": 5, "surrogate_params": {"steps": 40},
-                                             "optimizer_params": {"prior": UniformPrior(), "steps": 10, "n_samples": 32}}),
+                                             "optimizer_params": {"prior": UniformPrior(), "n_samples": 32}}),
         TableEvaluator(table, C10), budget=8, seed=0, on_round=lambda ctx: extra.update(ctx.extra))
     assert res.n_queries == 8 and len({q.arch for q in res.history}) == 8
     # every BO query is attributed to the part of the pool that proposed it
@@ -320,7 +325,7 @@ def test_diffusion_bo_runs_in_the_loop(table):
 def test_alternate_rounds_take_generated_then_mutation_pools(table):
     extra: dict = {}
     params = {"n_init": 5, "surrogate_params": {"steps": 40},
-              "optimizer_params": {"prior": UniformPrior(), "steps": 10, "n_samples": 32, "alternate": True}}
+              "optimizer_params": {"prior": UniformPrior(), "n_samples": 32, "alternate": True}}
     per_round = []
     searcher = build_method("diffusion_bo", SPACE, params)
     searcher.on_pool = lambda ctx, pool, *_: per_round.append({searcher.optimizer.source_of(a) for a in pool})
@@ -384,24 +389,24 @@ def test_guidance_scale_ignores_the_broken_tail(table):
 def test_bo_presets_share_the_initial_design_and_the_prior_sampler():
     """A fair comparison: every BO preset spends the same random queries before its first fit, and
     the presets that sample the prior use the same sampler."""
-    from nag.search import method_settings
-
-    bo = [m for m, (searcher, _) in METHODS.items() if searcher == "bo"]
+    bo = [m for m in list_methods() if is_bo(m)]
     assert {"random_bo", "bananas", "exhaustive_bo", "prior_filter", "diffusion_bo"} <= set(bo)
-    assert len({method_settings(m)[1].get("n_init") for m in bo}) == 1
-    solvers = [method_settings(m)[1]["optimizer_params"]["solver"] for m in ("prior_filter", "diffusion_bo")]
-    assert solvers[0] == solvers[1]
+    # no preset restates BayesOpt's n_init or acquisition, nor the prior pools' solver: all share the defaults
+    for m in bo:
+        settings = method_settings(m)[1]
+        assert "n_init" not in settings and "acquisition" not in settings, m
+        assert "solver" not in settings.get("optimizer_params", {}), m
+    assert build_method("bananas", SPACE).n_init == build_method("diffusion_bo", SPACE).n_init == 5
 
 
 def test_diffusion_bo_differs_from_bananas_only_by_the_guided_samples():
     """diffusion_bo's mutation rounds rank a bananas-sized mutation pool with the same acquisition
     and surrogate: what it adds is the guided rounds, so the benchmark measures exactly that."""
-    from nag.search import method_settings
     from nag.search.bo import MutationPool
 
     _, bananas = method_settings("bananas")
     _, diffusion = method_settings("diffusion_bo")
-    assert diffusion["acquisition"] == bananas["acquisition"]
+    assert diffusion.get("acquisition") == bananas.get("acquisition")
     assert diffusion.get("surrogate", "fast") == bananas.get("surrogate", "fast")
     assert diffusion.get("target_transform") == bananas.get("target_transform")
     pool_size = bananas.get("optimizer_params", {}).get("pool_size", MutationPool(SPACE).pool_size)

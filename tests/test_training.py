@@ -45,26 +45,31 @@ def test_budget_from_any() -> None:
 
 
 def test_budget_unknown_key_lists_accepted() -> None:
-    with pytest.raises(ConfigError, match=r"unknown training budget keys \['epoch'\]. Accepted keys: \['epochs'"):
+    with pytest.raises(ConfigError, match=r"training budget has no setting 'epoch'; it accepts: epochs, batch_size, .* Did you mean 'epochs'"):
         TrainBudget.from_any({"epoch": 3})
 
 
 @pytest.mark.parametrize(
     "bad, match",
     [
-        (0, "epochs must be an int >= 1, got 0"),
-        ({"batch_size": 0}, "batch_size must be an int >= 1, got 0"),
-        ({"lr": -1.0}, "lr must be > 0, got -1.0"),
-        ({"max_steps": 0}, "max_steps must be None or an int >= 1, got 0"),
-        ({"momentum": 1.0}, "need 0 <= momentum < 1"),
-        ({"epochs": 2.5}, "epochs must be an int >= 1, got 2.5"),
-        (True, "must be None, an int \\(epochs\\), a mapping or a TrainBudget; got bool"),
-        ("10", "must be None, an int \\(epochs\\), a mapping or a TrainBudget; got str"),
+        (0, "setting 'epochs' = 0 is not accepted: expected an int >= 1"),
+        ({"batch_size": 0}, "setting 'batch_size' = 0 is not accepted: expected an int >= 1"),
+        ({"lr": -1.0}, "setting 'lr' = -1.0 is not accepted: expected a number > 0"),
+        ({"max_steps": 0}, "setting 'max_steps' = 0 is not accepted: expected an int >= 1 or null"),
+        ({"momentum": 1.0}, "setting 'momentum' = 1.0 is not accepted: expected a number >= 0 and < 1"),
+        ({"epochs": 2.5}, "setting 'epochs' = 2.5 is not accepted: expected an int >= 1"),
+        (True, "training budget must be a mapping of epochs, batch_size, .*; got True"),
+        ("10", "training budget must be a mapping of epochs, batch_size, .*; got '10'"),
     ],
 )
 def test_budget_refuses_bad_values(bad, match) -> None:
     with pytest.raises(ConfigError, match=match):
         TrainBudget.from_any(bad)
+
+
+def test_budget_error_names_the_key_the_value_and_the_range() -> None:
+    with pytest.raises(ConfigError, match=r"'momentum' = 1.0 is not accepted: expected a number >= 0 and < 1"):
+        TrainBudget(momentum=1.0)
 
 
 # ----- training -------------------------------------------------------------------------------

@@ -12,9 +12,9 @@ Third-party tasks register a builder ``fn(**kwargs) -> Task`` under the entry-po
 """
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+import inspect
 from typing import Any
 
 import numpy as np
@@ -233,10 +233,8 @@ def get_task(name: str, classes: Iterable[int] | None = None, **kwargs: Any) -> 
     digits); an unknown keyword is a ConfigError that lists the accepted ones.
     """
     _register_builtins()
-    builder: Callable[..., Task] = TASKS.get(name)
     kwargs = {k: _plain(v) for k, v in kwargs.items()}
-    _check_kwargs(name, builder, kwargs)
-    task = builder(**kwargs)
+    task = TASKS.build(name, **kwargs)  # checks kwargs against the builder's signature
     if classes is not None:
         task = task.subset([int(c) for c in _plain(classes)])
     return task
@@ -257,18 +255,3 @@ def _plain(value: Any) -> Any:
     if isinstance(value, (DictConfig, ListConfig)):
         return OmegaConf.to_container(value, resolve=True)
     return value
-
-
-def _check_kwargs(name: str, builder: Callable[..., Any], kwargs: Mapping[str, Any]) -> None:
-    try:
-        params = inspect.signature(builder).parameters
-    except (TypeError, ValueError):  # builtins / C callables: let the call decide
-        return
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
-        return
-    accepted = [p for p, v in params.items() if v.kind in (v.KEYWORD_ONLY, v.POSITIONAL_OR_KEYWORD)]
-    unknown = sorted(set(kwargs) - set(accepted))
-    if unknown:
-        raise ConfigError(
-            f"task {name!r} does not take {unknown}. Accepted: {accepted + ['classes']}"
-        )

@@ -23,15 +23,17 @@ import math
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Annotated, Any, ClassVar, Literal
 
 import torch
+from pydantic import AliasChoices, ConfigDict, Field, field_validator, model_validator
 from torch import Tensor
 from torch.nn import functional as F
 
 from nag.diffusion.sde import SDE, ScoreFn, assert_same_sde, bcast, build_sde
 from nag.diffusion.solvers import Solver, get_solver
 from nag.errors import ConfigError, IncompatibleComponentsError
+from nag.schema import Settings, checked
 
 Schedule = Callable[[Tensor], Tensor]
 
@@ -62,6 +64,9 @@ DEFAULT_WEIGHT = 2.5
 CALIBRATION_ARCHS = 512  # uniform archs on which GuidedSampler measures a standardized guide's unit
 CALIBRATION_SEED = 0
 CALIBRATION_TIMES = 11  # noise levels t = 0, T/10, ..., T at which it is measured (linear in between)
+ScheduleName = Literal[tuple(SCHEDULES)]  # type: ignore[misc]
+Direction = Literal[tuple(DIRECTIONS)]  # type: ignore[misc]
+Scale = Literal[SCALES]  # type: ignore[valid-type]
 
 _CONSTRAINT = re.compile(r"^\s*(<=|>=)\s*([-+0-9.eE]+)\s*$")
 
@@ -113,14 +118,12 @@ def preferred_spread(values: Any, side: str | float = "upper") -> float:
 class BaseGuide(ABC):
     """Weight ``w(t) = weight * schedule(t / T)`` times the gradient of ``objective``."""
 
-    def __init__(self, weight: float = 1.0, schedule: str | Schedule = "constant") -> None:
+    def __init__(self, weight: float = 1.0, schedule: ScheduleName | Schedule = "constant") -> None:
         self.weight = float(weight)
         if callable(schedule):
             self._schedule, self.schedule_name = schedule, getattr(schedule, "__name__", "callable")
-        elif schedule in SCHEDULES:
-            self._schedule, self.schedule_name = SCHEDULES[schedule], schedule
         else:
-            raise ConfigError(f"unknown guidance schedule {schedule!r}; accepted: {sorted(SCHEDULES)} or a callable(t)")
+            self._schedule, self.schedule_name = SCHEDULES[schedule], schedule
         self._user_schedule = callable(schedule)
 
     def weight_at(self, t: Tensor, T: float = 1.0) -> Tensor:
@@ -177,26 +180,23 @@ class Guide(BaseGuide):
             of the predictor's predictions on random archs, ``preferred_spread``, per noise level).
     """
 
+    @checked
     def __init__(
         self,
-        predictor: Callable[[Tensor, Tensor], Tensor],
+        predictor: Callable[..., Any],
         weight: float = DEFAULT_WEIGHT,
-        direction: str | None = "max",
+        direction: Direction | None = "max",
         target: float | None = None,
         target_index: int | str = 0,
-        schedule: str | Schedule = "constant",
+        schedule: ScheduleName | Schedule = "constant",
         constraint: str | Sequence[Any] | None = None,
-        sharpness: float = 10.0,
-        scale: str = "standardized",
-        unit: float | None = None,
+        sharpness: Annotated[float, Field(gt=0)] = 10.0,
+        scale: Scale = "standardized",
+        unit: Annotated[float, Field(gt=0)] | None = None,
     ) -> None:
         super().__init__(weight, schedule)
-        if scale not in SCALES:
-            raise ConfigError(f"unknown guidance scale {scale!r}; accepted: {list(SCALES)}")
-        if unit is not None and (scale != "standardized" or not float(unit) > 0):
-            raise ConfigError(f"unit={unit!r}: a unit must be > 0 and goes with scale='standardized' only")
-        if direction is not None and direction not in DIRECTIONS:
-            raise ConfigError(f"unknown guidance direction {direction!r}; accepted: {sorted(DIRECTIONS)} or None")
+        if unit is not None and scale != "standardized":
+            raise ConfigError(f"unit={unit!r} goes with scale='standardized' only; got scale={scale!r}")
         if direction == "target" and target is None:
             raise ConfigError("direction='target' needs a target value, e.g. Guide(p, direction='target', target=70.0)")
         self.constraint = parse_constraint(constraint)
@@ -323,6 +323,80 @@ class Guide(BaseGuide):
         )
 
 
+class GuideSpec(Settings):
+    """One predictor guide as a config writes it (``guidance:``, ``extra_guides:``, ``guides:``).
+
+    ``build(predictor)`` makes the ``Guide``. ``predictor`` names a saved predictor (a file, or the
+    name of one nag ships) where an experiment loads its guides' predictors; where the experiment
+    fits or loads the predictor itself it stays unset. ``target`` is the predictor's output column
+    (``metric`` is accepted as another name for it); ``goal`` is the value that direction
+    ``target`` seeks. The other keys are ``Guide``'s.
+    """
+
+    model_config = ConfigDict(populate_by_name=True)
+    settings_name: ClassVar[str] = "guide"
+
+    predictor: str | None = None
+    target: str | int | None = Field(default=None, validation_alias=AliasChoices("target", "metric"))
+    weight: float = DEFAULT_WEIGHT
+    direction: Direction | None = "max"
+    goal: float | None = None
+    schedule: ScheduleName = "constant"
+    constraint: str | tuple[Literal["<=", ">="], float] | None = None
+    sharpness: Annotated[float, Field(gt=0)] = 10.0
+    scale: Scale = "standardized"
+    unit: Annotated[float, Field(gt=0)] | None = None
+
+    @field_validator("constraint")
+    @classmethod
+    def _readable(cls, constraint: Any) -> Any:
+        parse_constraint(constraint)  # a ConfigError (a ValueError) names the accepted forms
+        return constraint
+
+    @model_validator(mode="after")
+    def _complete(self) -> GuideSpec:
+        if self.direction == "target" and self.goal is None:
+            raise ValueError("direction 'target' needs goal: the value to steer towards, e.g. goal: 70.0")
+        if self.direction is None and self.constraint is None:
+            raise ValueError("a guide needs a direction (max, min, target) or a constraint")
+        if self.unit is not None and self.scale != "standardized":
+            raise ValueError(f"unit goes with scale: standardized only; got scale: {self.scale}")
+        return self
+
+    @property
+    def bound(self) -> tuple[str, float] | None:
+        """The constraint as ``(op, c)``."""
+        return parse_constraint(self.constraint)
+
+    @property
+    def sense(self) -> str | None:
+        """The direction of this guide's objective: its own, or the side its constraint bounds."""
+        if self.direction in ("min", "max"):
+            return self.direction
+        if self.bound is not None:
+            return "min" if self.bound[0] == "<=" else "max"
+        return None
+
+    def satisfied(self, values: Any) -> Any:
+        """Which ``values`` ``[n]`` meet the constraint (all, when there is none). [n] bool."""
+        import numpy as np
+
+        values = np.asarray(values)
+        if self.bound is None:
+            return np.ones(len(values), dtype=bool)
+        op, c = self.bound
+        return values <= c if op == "<=" else values >= c
+
+    def build(self, predictor: Callable[..., Any], target: str | int | None = None) -> Guide:
+        """The Guide of this spec on ``predictor``'s column ``target`` (default: this spec's, else 0)."""
+        column = target if target is not None else self.target
+        return Guide(
+            predictor, weight=self.weight, direction=self.direction, target=self.goal,
+            target_index=column if column is not None else 0, schedule=self.schedule,
+            constraint=self.bound, sharpness=self.sharpness, scale=self.scale, unit=self.unit,
+        )
+
+
 class DiversityGuide(BaseGuide):
     """Particle guidance (Corso et al. 2023): repel the samples of one batch from each other.
 
@@ -345,21 +419,16 @@ class DiversityGuide(BaseGuide):
     Cost: a ``[B, B + memory]`` Gram matrix per score evaluation, O(B (B + memory) N V).
     """
 
+    @checked
     def __init__(
         self,
         weight: float = 1.0,
-        bandwidth: float | None = None,
-        schedule: str | Schedule = "constant",
-        on: str = "denoised",
-        memory: int = 0,
+        bandwidth: Annotated[float, Field(gt=0)] | None = None,
+        schedule: ScheduleName | Schedule = "constant",
+        on: Literal["denoised", "state"] = "denoised",
+        memory: Annotated[int, Field(ge=0)] = 0,
     ) -> None:
         super().__init__(weight, schedule)
-        if bandwidth is not None and bandwidth <= 0:
-            raise ConfigError(f"DiversityGuide bandwidth must be > 0 or None (batch heuristic), got {bandwidth}")
-        if on not in ("denoised", "state"):
-            raise ConfigError(f"DiversityGuide on={on!r} is not supported; use 'denoised' or 'state'")
-        if memory < 0:
-            raise ConfigError(f"DiversityGuide memory must be >= 0, got {memory}")
         self.bandwidth, self.on, self.memory = bandwidth, on, int(memory)
         self.needs_score = on == "denoised"  # (gradient() is in closed form; objective() for reference)
         self._bank: Tensor | None = None
@@ -458,11 +527,12 @@ def _finite_(g: Tensor) -> Tensor:
     return g
 
 
+@checked
 def guided_score_fn(
     score_fn: ScoreFn,
     guides: Sequence[BaseGuide],
     *,
-    max_norm_ratio: float | None = None,
+    max_norm_ratio: Annotated[float, Field(gt=0)] | None = None,
     sde: SDE | None = None,
 ) -> ScoreFn:
     """``s(x, t) + sum_i w_i(t) grad_x objective_i(x, t)``, kept finite.
@@ -477,8 +547,6 @@ def guided_score_fn(
     guides = tuple(guides)
     if not guides:
         return score_fn
-    if max_norm_ratio is not None and max_norm_ratio <= 0:
-        raise ConfigError(f"max_norm_ratio must be > 0 or None, got {max_norm_ratio}")
     T = sde.T if sde is not None else 1.0
 
     def fn(x: Tensor, t: Tensor) -> Tensor:
@@ -544,7 +612,8 @@ class GuidedSampler:
         prior: has ``space`` (SearchSpace), ``sde`` (SDE or its config), ``score_fn(x, t)``;
             optionally ``device``.
         guides: Guide / DiversityGuide instances.
-        solver: a Solver, a name ("pc", "ode"), a config mapping, or None (paper PC: 1000 steps).
+        solver: a Solver, a name ("pc", "ode"), a config mapping, or None
+            (``nag.diffusion.solvers.DEFAULT_SOLVER``).
         batch_size: samples per solver call.
         max_norm_ratio: optional per-sample cap on ``||guidance|| / ||score||``.
         progress: tqdm bar over each batch's steps.
@@ -552,20 +621,19 @@ class GuidedSampler:
     Raises IncompatibleComponentsError when a guide's predictor records another SDE or space.
     """
 
+    @checked
     def __init__(
         self,
         prior: Any,
         guides: Sequence[BaseGuide] = (),
         solver: Solver | str | Mapping[str, Any] | None = None,
-        batch_size: int = 256,
-        max_norm_ratio: float | None = None,
+        batch_size: Annotated[int, Field(ge=1)] = 256,
+        max_norm_ratio: Annotated[float, Field(gt=0)] | None = None,
         progress: bool = False,
     ) -> None:
-        if batch_size < 1:
-            raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
         self.prior = prior
         self.guides = tuple(guides)
-        self.solver = get_solver(solver if solver is not None else "pc")
+        self.solver = get_solver(solver)
         self.batch_size = int(batch_size)
         self.max_norm_ratio = max_norm_ratio
         self.progress = progress
@@ -622,6 +690,7 @@ __all__ = [
     "DEFAULT_WEIGHT",
     "DiversityGuide",
     "Guide",
+    "GuideSpec",
     "GuidedSampler",
     "calibrate_guides",
     "guided_score_fn",

@@ -9,21 +9,35 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
 
 from nag.diffusion.sde import SDE, build_sde
-from nag.errors import CheckpointMismatchError, MissingDataError
+from nag.errors import CheckpointMismatchError, ConfigError, MissingDataError
+from nag.registry import Registry
+from nag.schema import Settings
 from nag.spaces.base import Arch, SearchSpace
 
 FORMAT = "nag.prior"
 VERSION = 1
 ASSETS = Path(__file__).resolve().parents[1] / "assets" / "priors"
-# Solver used when none is given: on the shipped NB201 prior it matches the paper's 1000-step PC
-# sampler in quality (docs/prior.md) with 31 instead of 2,000 score evaluations.
-DEFAULT_SOLVER = {"name": "ode", "steps": 15, "method": "heun", "denoise": True}
+
+# A plugin declares the default prior of its space under the entry-point group "nag.priors":
+#     [project.entry-points."nag.priors"]
+#     my_space = "my_pkg:PRIOR_PATH"     # a path (str / Path), or a function returning one
+# nag's own spaces use nag/assets/priors/<space>.pt.
+PRIORS: Registry[Any] = Registry("default prior", group="nag.priors")
+
+
+class PriorConfig(Settings):
+    """The ``prior:`` config block (group ``prior/``): ``path`` of a prior written by train_prior,
+    or null for the space's default prior (``default_prior_path``)."""
+
+    settings_name: ClassVar[str] = "prior"
+
+    path: str | None = None
 
 
 class Prior:
@@ -73,10 +87,10 @@ class Prior:
         return score_from_net(self.net, self.sde, x, t)
 
     def sampler(self, solver: Any = None, guides: Sequence[Any] = (), batch_size: int = 256) -> Any:
-        """A GuidedSampler over this prior (no guides = plain prior sampling; solver None = DEFAULT_SOLVER)."""
+        """A GuidedSampler over this prior (no guides = plain prior sampling; solver None =
+        ``nag.diffusion.solvers.DEFAULT_SOLVER``)."""
         from nag.diffusion.guidance import GuidedSampler
 
-        solver = DEFAULT_SOLVER if solver is None else solver
         return GuidedSampler(self, guides=tuple(guides), solver=solver, batch_size=batch_size)
 
     def sample(
@@ -165,17 +179,21 @@ def read_prior_checkpoint(path: str | Path) -> dict[str, Any]:
 
 
 def load_prior(
-    path: str | Path, space: SearchSpace | None = None, sde: SDE | Mapping[str, Any] | None = None
+    path: str | Path | None, space: SearchSpace | None = None, sde: SDE | Mapping[str, Any] | None = None
 ) -> Prior:
     """Load a prior, refusing one made for another space or SDE (CheckpointMismatchError).
 
+    Every prior nag uses is loaded here (the ``prior.path`` config key goes straight in).
+
     Args:
-        path: a file written by ``save_prior``.
+        path: a file written by ``save_prior``; None = the space's default prior
+            (``default_prior_path``, then ``space`` is required).
         space: the space to use; default: the recorded space, built by name with default options.
         sde: if given, the SDE the caller expects; a different recorded SDE is refused.
     """
     from nag.modules.nets import build_score_net
 
+    path = prior_path(path, space.name if space is not None else None)
     ckpt = read_prior_checkpoint(path)
     recorded_space = ckpt["space"]
     if space is None:
@@ -204,19 +222,51 @@ def load_prior(
     return Prior(space, ckpt["sde"], net, ckpt["net"], ckpt.get("split"))
 
 
+def prior_path(path: str | Path | None, space_name: str | None) -> Path:
+    """``path`` (``~`` expanded), or the default prior of ``space_name`` when ``path`` is None."""
+    if path:
+        return Path(path).expanduser()
+    if space_name is None:
+        raise MissingDataError("load_prior(None) needs the space whose default prior to load: pass space=...")
+    return default_prior_path(space_name)
+
+
+def declared_prior(space_name: str) -> Path | None:
+    """The default prior a plugin declares for ``space_name`` (entry-point group ``nag.priors``)."""
+    if space_name not in PRIORS:
+        return None
+    target = PRIORS.get(space_name)
+    return Path(target() if callable(target) else target)
+
+
 def default_prior_path(space_name: str, must_exist: bool = True) -> Path:
-    """Path of the prior shipped with nag for ``space_name`` (nag/assets/priors/<name>.pt)."""
-    path = ASSETS / f"{space_name}.pt"
+    """Path of the default prior of ``space_name``: the one its plugin declares (``nag.priors``),
+    else the one nag ships (nag/assets/priors/<name>.pt)."""
+    path = declared_prior(space_name) or ASSETS / f"{space_name}.pt"
     if must_exist and not path.is_file():
         shipped = sorted(p.stem for p in ASSETS.glob("*.pt")) if ASSETS.is_dir() else []
         raise MissingDataError(
-            f"nag ships no default prior for space {space_name!r} (shipped: {shipped or 'none'}). "
-            f"Train one with: python -m nag.run experiment=train_prior space={space_name} save_default=true "
-            f"(or pass prior.path=<a prior.pt written by train_prior>)"
+            f"no default prior for space {space_name!r} at {path} (nag ships: {shipped or 'none'}; a plugin "
+            f"declares its own under the entry-point group 'nag.priors'). Train one with: python -m nag.run "
+            f"experiment=train_prior space={space_name} save_default=true (or pass prior.path=<a prior.pt "
+            f"written by train_prior>)"
         )
     return path
 
 
-def load_default_prior(space: SearchSpace) -> Prior:
-    """The shipped prior for ``space`` (see ``default_prior_path``)."""
-    return load_prior(default_prior_path(space.name), space=space)
+def writable_default_prior_path(space_name: str) -> Path:
+    """Where ``train_prior save_default=true`` writes: the path a plugin declares for its space,
+    or nag/assets/priors for nag's own spaces. nag never writes a plugin's prior into its own assets."""
+    from nag.spaces import builtin_spaces
+
+    declared = declared_prior(space_name)
+    if declared is not None:
+        return declared
+    if space_name in builtin_spaces():
+        return ASSETS / f"{space_name}.pt"
+    raise ConfigError(
+        f"save_default=true: space {space_name!r} declares no default prior, and nag does not write a plugin's "
+        f"prior into its own assets. Declare one in the plugin's pyproject: [project.entry-points.\"nag.priors\"] "
+        f"{space_name} = \"<package>:PRIOR_PATH\" (a path inside the package), or keep the run's prior.pt and "
+        f"pass prior.path=<it>."
+    )

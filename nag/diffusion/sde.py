@@ -20,6 +20,7 @@ from torch import Tensor
 
 from nag.errors import ConfigError, IncompatibleComponentsError
 from nag.registry import Registry
+from nag.schema import PluginConfig
 
 ScoreFn = Callable[[Tensor, Tensor], Tensor]
 
@@ -241,6 +242,16 @@ class subVPSDE(_BetaSDE):
         return la.exp(), -torch.expm1(2 * la)
 
 
+class SDEConfig(PluginConfig):
+    """The ``sde:`` config block: ``{name, **settings}`` of a registered SDE."""
+
+    kind: ClassVar[str] = "SDE"
+
+    @classmethod
+    def factory(cls, name: str) -> Any:
+        return SDES.get(name)
+
+
 def build_sde(config: Mapping[str, Any] | SDE) -> SDE:
     """SDE from its config, e.g. ``{"name": "ve", "sigma_min": 0.1, "sigma_max": 5.0}``."""
     if isinstance(config, SDE):
@@ -313,6 +324,7 @@ def sample_time(
 __all__ = [
     "SDE",
     "SDES",
+    "SDEConfig",
     "ReverseSDE",
     "ScoreFn",
     "VESDE",

@@ -141,16 +141,16 @@ class TableEvaluator(Evaluator):
 
     @classmethod
     def from_config(cls, space: SearchSpace, cfg: Any) -> "TableEvaluator":
-        from nag.tables.table import BenchmarkTable
+        from nag.schema import plain
+        from nag.tables.table import BenchmarkConfig, load_benchmark
 
-        bench = cfg.get("benchmark") or {}
-        if not bench.get("path"):  # like any other unset or absent data path: MissingDataError
+        bench = BenchmarkConfig.from_any(plain(cfg.get("benchmark")))
+        if not bench.path:  # like any other unset or absent data path: MissingDataError
             raise MissingDataError(
                 "evaluator=table needs benchmark.path=<csv> (a table with an 'arch' column and metric "
                 "columns such as cifar10_test_acc); or use evaluator=train_eval"
             )
-        table = BenchmarkTable.from_csv(bench["path"], space)
-        return cls(table, bench.get("metric", "cifar10_test_acc"))
+        return cls(load_benchmark(bench, space), bench.metric or "cifar10_test_acc")
 
 
 @EVALUATORS.register("train_eval")
@@ -174,6 +174,7 @@ class TrainEvalEvaluator(Evaluator):
         metric: str = "val_acc",
         executor: Executor | None = None,
         store: RowStore | None = None,
+        trainer: Any = None,
     ):
         super().__init__()
         self.space = space
@@ -181,6 +182,7 @@ class TrainEvalEvaluator(Evaluator):
         self.budget = budget
         self.seed = seed
         self.metric = metric
+        self.trainer = trainer  # nag.modules.trainer.TrainerSettings (the trainer/ group); None = its defaults
         self.executor = executor if executor is not None else LocalExecutor()
         self.store = store
         self._shared: tuple[Any, Any] | None = None  # (space, task) handles of the executor
@@ -199,7 +201,8 @@ class TrainEvalEvaluator(Evaluator):
             if self._shared is None:
                 self._shared = (self.executor.share(self.space), self.executor.share(self.task))
             space, task = self._shared
-            jobs = [Job(n, train_eval, (space, a, task, self.budget, self.seed)) for n, a in todo]
+            options = {} if self.trainer is None else {"trainer": self.trainer}
+            jobs = [Job(n, train_eval, (space, a, task, self.budget, self.seed), options) for n, a in todo]
         for job, metrics in self.executor.run(jobs):
             if self.metric not in metrics:
                 raise ConfigError(f"train_eval returned no {self.metric!r}; it returns: {', '.join(sorted(metrics))}")
@@ -220,12 +223,14 @@ class TrainEvalEvaluator(Evaluator):
         cls, space: SearchSpace, cfg: Any, executor: Executor | None = None, store: RowStore | None = None
     ) -> "TrainEvalEvaluator":
         from nag.data import get_task
+        from nag.modules.trainer import TrainerSettings
+        from nag.schema import plain
 
-        task = dict(cfg.get("task") or {})
+        task = dict(plain(cfg.get("task")) or {})
         if "name" not in task:
             raise ConfigError("evaluator=train_eval needs a task: task=<name> (e.g. task=digits)")
-        return cls(space, get_task(**task), TrainBudget.from_any(cfg.get("train")), seed=int(cfg.get("seed", 0)),
-                   executor=executor, store=store)
+        return cls(space, get_task(**task), TrainBudget.from_any(plain(cfg.get("train"))), seed=int(cfg.get("seed", 0)),
+                   trainer=TrainerSettings.from_any(plain(cfg.get("trainer"))), executor=executor, store=store)
 
 
 def build_evaluator(name: str, space: SearchSpace, cfg: Any, **runtime: Any) -> Evaluator:

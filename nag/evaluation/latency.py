@@ -8,18 +8,18 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
-from typing import Any
+from typing import Annotated, Any, ClassVar
 
 import numpy as np
 import torch
+from pydantic import Field
 
 from nag.errors import ConfigError
+from nag.schema import Settings
 from nag.spaces.base import Arch, SearchSpace
 
 
-@dataclass(frozen=True)
-class Timing:
+class Timing(Settings):
     """How latency is measured (see ``LatencyMeter``).
 
     Args:
@@ -31,15 +31,13 @@ class Timing:
             ``LatencyMeter``). Give the value of earlier measurements to put new ones on their scale.
     """
 
-    batch_size: int = 1
-    runs: int = 10
-    warmup: int = 3
-    reference: str | None = None
-    reference_ms: float | None = None
+    settings_name: ClassVar[str] = "timing"
 
-    def __post_init__(self) -> None:
-        if self.batch_size < 1 or self.runs < 1 or self.warmup < 0:
-            raise ConfigError(f"timing needs batch_size >= 1, runs >= 1, warmup >= 0; got {self}")
+    batch_size: Annotated[int, Field(ge=1)] = 1
+    runs: Annotated[int, Field(ge=1)] = 10
+    warmup: Annotated[int, Field(ge=0)] = 3
+    reference: str | None = None
+    reference_ms: Annotated[float, Field(gt=0)] | None = None
 
 
 class LatencyMeter:
@@ -109,7 +107,7 @@ def timing_like(timing: Timing, infos: Sequence[Mapping[str, Any]]) -> Timing:
             if len(values) > 1:
                 raise ConfigError(f"the guides' predictors were measured with different {key}s {sorted(values)}; set timing.{key}")
             updates[key] = values.pop()
-    return replace(timing, **updates)
+    return timing.with_(**updates)
 
 
 __all__ = ["LatencyMeter", "Timing", "timing_like"]

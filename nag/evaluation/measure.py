@@ -20,7 +20,6 @@ measured serially in this process (see ``measure_costs``).
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -109,7 +108,7 @@ def measure_costs(
             f"{timing.reference_ms} would mix scales. Use another file, or timing.reference_ms={min(scales)}"
         )
     if scales and timing.reference_ms is None:  # a resumed file keeps its scale
-        timing = replace(timing, reference_ms=scales.pop())
+        timing = timing.with_(reference_ms=scales.pop())
     meter = _LazyMeter(space, timing)
 
     def measure(arch: Arch) -> dict[str, Any]:
@@ -126,6 +125,15 @@ def measure_costs(
 TRAIN_METRICS = ("val_acc", "test_acc", "train_loss")
 
 
+def interleave(a: Sequence[Arch], b: Sequence[Arch]) -> list[Arch]:
+    """a0, b0, a1, b1, ... then the rest of the longer one: measured in this order, two sets of
+    archs meet the same machine load."""
+    out: list[Arch] = []
+    for i in range(max(len(a), len(b))):
+        out += [s[i] for s in (a, b) if i < len(s)]
+    return out
+
+
 def measure_accuracies(
     space: SearchSpace,
     archs: Sequence[Arch],
@@ -137,8 +145,11 @@ def measure_accuracies(
     context: Mapping[str, Any] | None = None,
     progress: bool = True,
     executor: Executor | None = None,
+    trainer: Any = None,
 ) -> list[dict[str, Any]]:
     """Really train each arch (``nag.evaluation.train_eval`` on ``task``) into the JSONL file ``path`` (resumable).
+
+    ``trainer``: where to train (``nag.modules.trainer.TrainerSettings``; None = its defaults).
 
     A row holds ``TRAIN_METRICS`` (accuracies in %), ``train_s`` and the requested ``params_M`` /
     ``flops_M`` (``space.cost``: the network ``build(arch, None)``, not the one trained on ``task``),
@@ -162,16 +173,17 @@ def measure_accuracies(
 
     def jobs(todo: list[tuple[str, Arch]]) -> list[Job]:
         shared_space, shared_task = executor.share(space), executor.share(task)
-        return [Job(name, _trained_row, (shared_space, arch, shared_task, budget, seed, cost_metrics)) for name, arch in todo]
+        return [Job(name, _trained_row, (shared_space, arch, shared_task, budget, seed, cost_metrics, trainer))
+                for name, arch in todo]
 
     return _fill_rows(space, archs, path, done, ctx, jobs, executor, "training", progress)
 
 
 def _trained_row(
-    space: SearchSpace, arch: Arch, task: Any, budget: Any, seed: int, cost_metrics: Sequence[str]
+    space: SearchSpace, arch: Arch, task: Any, budget: Any, seed: int, cost_metrics: Sequence[str], trainer: Any = None
 ) -> dict[str, Any]:
     """The measured part of a ``measure_accuracies`` row (runs where the executor puts it)."""
-    out = train_eval(space, arch, task, budget=budget, seed=seed)
+    out = train_eval(space, arch, task, budget=budget, seed=seed, **({} if trainer is None else {"trainer": trainer}))
     row: dict[str, Any] = {m: float(out[m]) for m in TRAIN_METRICS}
     row["train_s"] = float(out["wall_s"])
     return {**row, **(measure_arch(space, arch, cost_metrics) if cost_metrics else {})}
@@ -243,6 +255,7 @@ __all__ = [
     "COST_METRICS",
     "TRAIN_METRICS",
     "check_metrics",
+    "interleave",
     "measure_accuracies",
     "measure_arch",
     "measure_context",

@@ -7,13 +7,11 @@
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import os
 import random
 import time
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any, ClassVar
 
 import numpy as np
 import torch
@@ -21,85 +19,45 @@ from lightning.pytorch import seed_everything
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from pydantic import Field
+
 from nag.errors import ConfigError
 from nag.modules.classifier import ClassifierModule
 from nag.modules.trainer import TrainerSettings, build_trainer, quiet_lightning
+from nag.schema import Settings
 from nag.spaces.base import Arch, SearchSpace
 
 
-@dataclass(frozen=True)
-class TrainBudget:
+class TrainBudget(Settings):
     """How long and how to train. The defaults are a CPU recipe for the digits task:
     a full NB201 network (C=16, N=5) reaches 92-97% test accuracy in 4-12 CPU-seconds
     (benchmarks/train_eval_digits.py). NB201's own CIFAR recipe is lr=0.1, batch_size=256,
-    epochs=200; at lr=0.1 on digits, conv-heavy cells fail to converge in 10 epochs (66-73%).
+    epochs=200 (``train=nb201``); at lr=0.1 on digits, conv-heavy cells fail to converge in
+    10 epochs (66-73%).
     """
 
-    epochs: int = 10
-    batch_size: int = 128
-    lr: float = 0.02
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    nesterov: bool = True
-    label_smoothing: float = 0.0
-    max_steps: int | None = None  # stop after this many optimiser steps (the schedule follows it)
-    grad_clip: float | None = 5.0  # gradient-norm clip; None or 0 disables it
+    settings_name: ClassVar[str] = "training budget"
 
-    def __post_init__(self) -> None:
-        problems = []
-        if not _is_int(self.epochs) or self.epochs < 1:
-            problems.append(f"epochs must be an int >= 1, got {self.epochs!r}")
-        if not _is_int(self.batch_size) or self.batch_size < 1:
-            problems.append(f"batch_size must be an int >= 1, got {self.batch_size!r}")
-        if self.max_steps is not None and (not _is_int(self.max_steps) or self.max_steps < 1):
-            problems.append(f"max_steps must be None or an int >= 1, got {self.max_steps!r}")
-        if not self.lr > 0:
-            problems.append(f"lr must be > 0, got {self.lr!r}")
-        if not 0 <= self.momentum < 1 or self.weight_decay < 0:
-            problems.append(f"need 0 <= momentum < 1 and weight_decay >= 0, got {self.momentum!r}, {self.weight_decay!r}")
-        if not 0 <= self.label_smoothing < 1:
-            problems.append(f"label_smoothing must be in [0, 1), got {self.label_smoothing!r}")
-        if self.grad_clip is not None and self.grad_clip < 0:
-            problems.append(f"grad_clip must be None or >= 0, got {self.grad_clip!r}")
-        if problems:
-            raise ConfigError("invalid training budget: " + "; ".join(problems))
+    epochs: Annotated[int, Field(ge=1)] = 10
+    batch_size: Annotated[int, Field(ge=1)] = 128
+    lr: Annotated[float, Field(gt=0)] = 0.02
+    momentum: Annotated[float, Field(ge=0, lt=1)] = 0.9
+    weight_decay: Annotated[float, Field(ge=0)] = 5e-4
+    nesterov: bool = True
+    label_smoothing: Annotated[float, Field(ge=0, lt=1)] = 0.0
+    max_steps: Annotated[int, Field(ge=1)] | None = None  # stop after this many optimiser steps (the schedule follows it)
+    grad_clip: Annotated[float, Field(ge=0)] | None = 5.0  # gradient-norm clip; None or 0 disables it
 
     @classmethod
     def keys(cls) -> list[str]:
-        return [f.name for f in dataclasses.fields(cls)]
+        return list(cls.model_fields)
 
     @classmethod
-    def from_any(cls, value: Any) -> TrainBudget:
+    def from_any(cls, value: Any = None) -> TrainBudget:
         """Accept None (defaults), an int (epochs), a mapping / DictConfig, or a TrainBudget."""
-        if value is None:
-            return cls()
-        if isinstance(value, cls):
-            return value
-        if _is_int(value):
+        if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
             return cls(epochs=int(value))
-        try:
-            from omegaconf import DictConfig, OmegaConf
-
-            if isinstance(value, DictConfig):
-                value = OmegaConf.to_container(value, resolve=True)
-        except ImportError:  # pragma: no cover - omegaconf ships with hydra
-            pass
-        if not isinstance(value, Mapping):
-            raise ConfigError(
-                f"a training budget must be None, an int (epochs), a mapping or a TrainBudget; "
-                f"got {type(value).__name__}: {value!r}"
-            )
-        unknown = sorted(set(value) - set(cls.keys()))
-        if unknown:
-            raise ConfigError(f"unknown training budget keys {unknown}. Accepted keys: {cls.keys()}")
-        return cls(**value)
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-
-def _is_int(x: Any) -> bool:
-    return isinstance(x, (int, np.integer)) and not isinstance(x, bool)
+        return super().from_any(value)
 
 
 def train_eval_model(

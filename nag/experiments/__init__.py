@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextvars
 import importlib
 import importlib.util
-import inspect
 import math
 import numbers
 from collections.abc import Callable, Iterator, Mapping
@@ -25,6 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from nag.errors import ConfigError, UnknownNameError
 from nag.registry import Registry
+from nag.schema import plain
 
 ExperimentFn = Callable[[DictConfig], dict]
 
@@ -48,9 +48,18 @@ _BUILTINS: dict[str, str] = {
 _RUN_DIR: contextvars.ContextVar[Path | None] = contextvars.ContextVar("nag_run_dir", default=None)
 
 
-def experiment(name: str) -> Callable[[ExperimentFn], ExperimentFn]:
-    """Decorator: register ``fn(cfg) -> dict`` as experiment ``name``."""
-    return EXPERIMENTS.register(name)
+def experiment(name: str, schema: type | None = None) -> Callable[[ExperimentFn], ExperimentFn]:
+    """Decorator: register ``fn(cfg) -> dict`` as experiment ``name``.
+
+    ``schema``: the pydantic model (a ``nag.experiments.config.RunConfig`` subclass) its config is
+    validated against before it runs; without one, only the keys every run has are checked.
+    """
+
+    def register(fn: ExperimentFn) -> ExperimentFn:
+        fn.schema = schema  # type: ignore[attr-defined]
+        return EXPERIMENTS.register(name)(fn)
+
+    return register
 
 
 def _import_builtin(name: str) -> None:
@@ -84,78 +93,27 @@ def list_experiments(pattern: str = "*") -> list[str]:
 
 
 # ----- helpers shared by every experiment --------------------------------------------------
-def plain(node: Any) -> Any:
-    """A DictConfig/ListConfig as plain Python containers (resolved); other values unchanged."""
-    if OmegaConf.is_config(node):
-        return OmegaConf.to_container(node, resolve=True)
-    return node
-
-
-def call_with_config(kind: str, name: str, factory: Callable[..., Any], params: Mapping[str, Any]) -> Any:
-    """``factory(**params)``, turning a misspelled/unknown parameter into a ConfigError."""
-    try:
-        sig = inspect.signature(factory)
-    except (TypeError, ValueError):
-        sig = None
-    if sig is not None and not any(p.kind is p.VAR_KEYWORD for p in sig.parameters.values()):
-        accepted = [n for n, p in sig.parameters.items() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
-        unknown = sorted(set(params) - set(accepted))
-        if unknown:
-            raise ConfigError(
-                f"{kind} {name!r} does not accept {', '.join(map(repr, unknown))}. "
-                f"Accepted keys: {', '.join(accepted) or '(none)'}."
-            )
-    return factory(**params)
-
-
-def _named_params(cfg: DictConfig, key: str) -> tuple[str, dict[str, Any]]:
-    node = cfg.get(key)
-    if node is None or not OmegaConf.is_dict(node) or node.get("name") is None:
-        raise ConfigError(
-            f"config key '{key}.name' is missing: pick one with {key}=<option> "
-            f"or set {key}.name=<registered name>."
-        )
-    params = plain(node)
-    return str(params.pop("name")), params
-
-
-def _signature_only(factory: Callable[..., Any]) -> Callable[..., Any]:
-    """A no-op with ``factory``'s signature, to check parameters before the (slow) real call."""
-
-    def check(**kwargs: Any) -> None:
-        return None
-
-    try:
-        check.__signature__ = inspect.signature(factory)  # type: ignore[attr-defined]
-    except (TypeError, ValueError):
-        pass
-    return check
-
-
 def build_space(cfg: DictConfig):
     """The search space of ``cfg.space``: ``get_space(cfg.space.name, **other keys)``."""
-    from nag.spaces import SPACES, get_space, list_spaces
+    from nag.spaces import get_space
 
-    name, params = _named_params(cfg, "space")
-    list_spaces()  # registers the built-in spaces
-    factory = SPACES.get(name)  # UnknownNameError lists the known spaces
-    call_with_config("space", name, _signature_only(factory), params)  # names a misspelled key
-    return get_space(name, **params)
+    params = dict(plain(cfg.space))
+    return get_space(params.pop("name"), **params)
 
 
 def build_task(cfg: DictConfig):
-    """The task of ``cfg.task``: ``get_task(cfg.task.name, **other keys)`` (it checks the keys)."""
+    """The task of ``cfg.task``: ``get_task(cfg.task.name, classes, **other keys)``."""
     from nag.data import get_task
 
-    name, params = _named_params(cfg, "task")
-    return get_task(name, **params)
+    params = dict(plain(cfg.task))
+    return get_task(params.pop("name"), **params)
 
 
 def build_budget(cfg: DictConfig, key: str = "train"):
     """The training budget of ``cfg.<key>`` as a ``nag.evaluation.training.TrainBudget``."""
     from nag.evaluation.training import TrainBudget
 
-    return TrainBudget.from_any(plain(cfg.get(key)))  # names unknown keys and bad values
+    return TrainBudget.from_any(plain(cfg.get(key)))
 
 
 def trainer_settings(cfg: DictConfig):
@@ -163,14 +121,6 @@ def trainer_settings(cfg: DictConfig):
     from nag.modules.trainer import TrainerSettings
 
     return TrainerSettings.from_any(plain(cfg.get("trainer")))
-
-
-def positive_int(cfg: DictConfig, key: str) -> int:
-    """``cfg[key]`` checked to be an int >= 1 (e.g. a search budget)."""
-    value = cfg.get(key)
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigError(f"config key {key!r} must be an int >= 1, got {value!r}")
-    return value
 
 
 def distinct_sample(space: Any, n: int, seed: int) -> list:
@@ -257,19 +207,28 @@ def clean_results(results: Mapping[str, Any], name: str = "experiment") -> dict[
 def run_experiment(cfg: DictConfig, out_dir: str | Path | None = None) -> dict[str, Any]:
     """Run experiment ``cfg.runner`` (default ``cfg.name``) and record it in ``out_dir``.
 
-    ``out_dir`` defaults to Hydra's output folder (``hydra.run.dir``). Writes ``config.yaml``
-    before the run and ``results.json`` after it, both atomically; logs the results to W&B (one
-    run per job; a multirun's jobs are grouped by sweep). In a distributed job (DDP, SLURM) every
-    rank runs the experiment and only rank zero writes.
+    ``out_dir`` defaults to Hydra's output folder (``hydra.run.dir``). The config is validated
+    first (``nag.experiments.config.validate_config``: a bad value is a ConfigError before
+    anything runs). Writes ``config.yaml`` (validated, with the parts' defaults) before the run
+    and ``results.json`` after it, both atomically; logs the results to W&B (one run per job; a
+    multirun's jobs are grouped by sweep). In a distributed job (DDP, SLURM) every rank runs the
+    experiment and only rank zero writes.
     """
     from nag.distributed import is_rank_zero
     from nag.io import atomic_write_json, atomic_write_text
     from nag.wandb_utils import log_metrics, wandb_run
 
+    from nag.experiments.config import validate_config
+
     name = cfg.get("runner") or cfg.get("name")
     if not name:
         raise ConfigError("the config has no 'name': select an experiment with experiment=<name>.")
     fn = get_experiment(str(name))
+    cfg = validate_config(cfg)  # types and ranges, before anything runs; the parts' defaults filled in
+    if cfg.get("torch_threads"):
+        import torch
+
+        torch.set_num_threads(int(cfg.torch_threads))
     path = Path(out_dir) if out_dir is not None else _hydra_output_dir()
     if path is None:
         raise ConfigError("run_experiment needs out_dir when it is not called from a Hydra run.")
@@ -297,11 +256,9 @@ __all__ = [
     "build_space",
     "build_task",
     "build_budget",
-    "call_with_config",
     "distinct_sample",
     "clean_results",
     "plain",
-    "positive_int",
     "trainer_settings",
     "run_dir",
     "run_experiment",

@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from omegaconf import DictConfig
@@ -27,14 +27,36 @@ from omegaconf import DictConfig
 from nag.data.recipes import TaskSpec
 from nag.data.suites import get_suite
 from nag.errors import ConfigError
-from nag.evaluation import train_eval
+from nag.evaluation import TrainBudget, train_eval
 from nag.executor import Job, build_executor, fill_rows
-from nag.experiments import build_budget, build_space, distinct_sample, experiment, plain, positive_int, run_dir
+from nag.experiments import build_budget, build_space, distinct_sample, experiment, plain, run_dir, trainer_settings
+from nag.experiments.config import NonNegativeInt, PositiveInt, RunConfig
 from nag.meta import MetaDatabase
+from nag.schema import Settings
 from nag.wandb_utils import log_metrics
 
 HELD_OUT = ("exclude", "include", "only")
 SHARED_STREAM = 5_000_003  # seed-sequence key of the archs shared by every task
+
+
+class MetaDBSettings(Settings):
+    """The ``meta_db:`` block: where rows go, which tasks (a suite or recipes) and how many runs."""
+
+    path: str | None
+    suite: str
+    suite_kwargs: dict[str, Any]
+    recipes: list[dict[str, Any]] | str | None
+    held_out: Literal[HELD_OUT]  # type: ignore[valid-type]
+    n_tasks: PositiveInt | None
+    archs_per_task: PositiveInt
+    shared_archs: NonNegativeInt
+    train_seeds: PositiveInt
+    source_kwargs: dict[str, Any]
+
+
+class BuildMetaDBConfig(RunConfig):
+    meta_db: MetaDBSettings
+    train: TrainBudget
 
 
 def resolve_db_path(cfg: DictConfig) -> Path:
@@ -85,9 +107,9 @@ def plan(cfg: DictConfig, space: Any) -> list[tuple[TaskSpec, Any]]:
     ran before.
     """
     m = cfg.meta_db
-    n_tasks = None if m.get("n_tasks") is None else positive_int(m, "n_tasks")
+    n_tasks = None if m.get("n_tasks") is None else int(m.n_tasks)
     chosen = select_recipes(configured_recipes(m), str(m.get("held_out", "exclude")), n_tasks)
-    n_archs = positive_int(m, "archs_per_task")
+    n_archs = int(m.archs_per_task)
     n_shared = int(m.get("shared_archs") or 0)
     if not 0 <= n_shared <= n_archs:
         raise ConfigError(f"meta_db.shared_archs must be in 0..archs_per_task={n_archs}, got {n_shared}")
@@ -114,12 +136,13 @@ def meta_row(spec: TaskSpec, space: Any, arch: Any, metrics: dict, seed: int) ->
     }
 
 
-@experiment("build_meta_db")
+@experiment("build_meta_db", schema=BuildMetaDBConfig)
 def build_meta_db(cfg: DictConfig) -> dict:
     space = build_space(cfg)
     budget = build_budget(cfg)
+    trainer = trainer_settings(cfg)
     source_kwargs = plain(cfg.meta_db.get("source_kwargs")) or {}
-    seeds = [int(cfg.seed) + k for k in range(positive_int(cfg.meta_db, "train_seeds"))]
+    seeds = [int(cfg.seed) + k for k in range(int(cfg.meta_db.train_seeds))]
     runs = {}  # (task id, arch string, seed) -> (spec, arch), in the order an uninterrupted run trains them
     for spec, arch in plan(cfg, space):
         for seed in seeds:
@@ -135,7 +158,7 @@ def build_meta_db(cfg: DictConfig) -> dict:
                 spec, arch = runs[key]
                 if spec.id not in tasks:
                     tasks[spec.id] = executor.share(spec.build(**source_kwargs))
-                jobs.append(Job(key, train_eval, (shared_space, arch, tasks[spec.id], budget, key[2])))
+                jobs.append(Job(key, train_eval, (shared_space, arch, tasks[spec.id], budget, key[2]), {"trainer": trainer}))
 
         def row_of(job: Job, metrics: dict) -> dict:
             spec, arch = runs[job.key]

@@ -11,26 +11,34 @@ import statistics
 from omegaconf import DictConfig
 from tqdm import tqdm
 
-from nag.evaluation import train_eval
+from nag.evaluation import TrainBudget, train_eval
 from nag.errors import ConfigError
-from nag.experiments import build_budget, build_space, build_task, experiment, positive_int
+from nag.experiments import build_budget, build_space, build_task, experiment, trainer_settings
+from nag.experiments.config import PositiveInt, RunConfig
 from nag.spaces import coerce_arch
 from nag.wandb_utils import log_metrics
 
 
-@experiment("evaluate")
+class EvaluateConfig(RunConfig):
+    arch: str | None
+    budget: PositiveInt
+    train: TrainBudget
+
+
+@experiment("evaluate", schema=EvaluateConfig)
 def evaluate(cfg: DictConfig) -> dict:
     """Train ``cfg.arch`` ``cfg.budget`` times on ``cfg.task`` with the ``cfg.train`` budget."""
     space = build_space(cfg)
     if cfg.get("arch") is None:
         raise ConfigError(f"evaluate needs an architecture: arch=<string form of a {space.name} arch>")
     arch = coerce_arch(space, str(cfg.arch))
-    runs = positive_int(cfg, "budget")
+    runs = cfg.budget
     task = build_task(cfg)
     budget = build_budget(cfg)
+    trainer = trainer_settings(cfg)
     metrics = []
     for k in tqdm(range(runs), desc="evaluate", unit="run", disable=None):
-        m = train_eval(space, arch, task, budget, seed=int(cfg.seed) + k)
+        m = train_eval(space, arch, task, budget, seed=int(cfg.seed) + k, trainer=trainer)
         log_metrics({"run_val_acc": m["val_acc"], "run_test_acc": m["test_acc"]}, step=k)
         metrics.append(m)
     tests = [m["test_acc"] for m in metrics]

@@ -30,34 +30,53 @@ import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, ClassVar
 
 import numpy as np
 from omegaconf import DictConfig
 
+from pydantic import Field
+
+from nag.diffusion.prior import PriorConfig, prior_path, read_prior_checkpoint
+from nag.errors import ConfigError, MissingDataError
+from nag.evaluation import TrainBudget
 from nag.evaluation.latency import Timing
 from nag.evaluation.measure import check_metrics, measure_accuracies, measure_costs
-from nag.modules.cost_predictor import default_predictor_path, fit_cost_predictor, save_cost_predictor, split_rows
-from nag.tables.readers import read_table_costs
-from nag.diffusion.prior import default_prior_path, read_prior_checkpoint
-from nag.errors import ConfigError, MissingDataError
 from nag.executor import build_executor
-from nag.experiments import (
-    build_budget,
-    build_space,
-    build_task,
-    call_with_config,
-    experiment,
-    plain,
-    positive_int,
-    run_dir,
-)
-from nag.experiments.generate import set_threads
+from nag.experiments import build_budget, build_space, build_task, experiment, plain, run_dir, trainer_settings
+from nag.experiments.config import Fraction, PositiveInt, RunConfig
+from nag.modules.cost_predictor import default_predictor_path, fit_cost_predictor, save_cost_predictor, split_rows
+from nag.modules.predictor import PredictorOptions
 from nag.registry import Registry
+from nag.tables.readers import read_table_costs
 
 # source -> read(cfg, space, targets, info) -> (archs, {target: values}); it adds what it read to ``info``
 Source = Callable[[DictConfig, Any, list[str], dict[str, Any]], tuple[list, dict[str, np.ndarray]]]
 SOURCES: Registry[tuple[list, dict[str, np.ndarray]]] = Registry("cost source", group="nag.cost_sources")
+
+
+class MeasureSettings(Timing):
+    """The ``measure:`` block: the rows file (``path``; null = ``<run dir>/costs.jsonl``) and the ``Timing``."""
+
+    settings_name: ClassVar[str] = "measure"
+
+    path: str | None = None
+
+
+class FitCostPredictorConfig(RunConfig):
+    source: str
+    targets: Annotated[list[str], Field(min_length=1)]
+    n_archs: PositiveInt
+    n_train: PositiveInt | None
+    heldout_frac: Fraction
+    torch_threads: PositiveInt | None
+    measure: MeasureSettings
+    prior: PriorConfig
+    predictor: PredictorOptions
+    save_default: bool
+    default_name: str
+    train: TrainBudget | None = None  # source=train_eval (experiment=fit_acc_predictor_mbv3)
+    train_seed: int | None = None
 
 
 def rows_path(cfg: DictConfig) -> tuple[Path, dict[str, Any]]:
@@ -74,12 +93,12 @@ def row_values(rows: Sequence[Mapping[str, Any]], targets: Sequence[str]) -> dic
 def measured_costs(cfg: DictConfig, space: Any, targets: list[str], info: dict[str, Any]) -> tuple[list, dict[str, np.ndarray]]:
     """``n_archs`` sampled archs measured here (``nag.evaluation.measure.measure_costs``)."""
     path, measure = rows_path(cfg)
-    timing = call_with_config("measure", "timing", Timing, measure)
+    timing = Timing(**measure)
     executor = (plain(cfg.get("executor")) or {}).get("name", "local")
     if executor != "local":
         print(f"note: executor={executor} is not used for source=measure: CPU latency is measured serially in this "
               f"process, since evaluations beside it would share its cores (docs/scale.md)", file=sys.stderr)
-    archs = space.sample(positive_int(cfg, "n_archs"), int(cfg.seed))
+    archs = space.sample(cfg.n_archs, int(cfg.seed))
     rows = measure_costs(space, archs, path, check_metrics(targets), timing, context={"space": plain(cfg.space)})
     scales = {r["reference_ms"] for r in rows if "reference_ms" in r}
     info.update(measure_context=rows[0]["context"], costs_file=str(path), reference_ms=scales.pop() if scales else None)
@@ -90,11 +109,12 @@ def measured_costs(cfg: DictConfig, space: Any, targets: list[str], info: dict[s
 def trained_accuracies(cfg: DictConfig, space: Any, targets: list[str], info: dict[str, Any]) -> tuple[list, dict[str, np.ndarray]]:
     """``n_archs`` sampled archs really trained on ``task`` with budget ``train`` (``nag.evaluation.measure.measure_accuracies``)."""
     path, _ = rows_path(cfg)
-    archs = space.sample(positive_int(cfg, "n_archs"), int(cfg.seed))
+    archs = space.sample(cfg.n_archs, int(cfg.seed))
     with build_executor(cfg.get("executor")) as executor:
         rows = measure_accuracies(
             space, archs, path, build_task(cfg), build_budget(cfg, "train"), seed=int(cfg.get("train_seed") or 0),
-            metrics=targets, context={"space": plain(cfg.space), "task": plain(cfg.task)}, executor=executor,
+            metrics=targets, context={"space": plain(cfg.space), "task": _task_context(cfg)}, executor=executor,
+            trainer=trainer_settings(cfg),
         )
     info.update(measure_context=rows[0]["context"], costs_file=str(path), train_s=float(sum(r["train_s"] for r in rows)))
     return archs, row_values(rows, targets)
@@ -110,17 +130,24 @@ def table_costs(cfg: DictConfig, space: Any, targets: list[str], info: dict[str,
     return read_table_costs(benchmark["path"], space, targets, benchmark.get("arch"))
 
 
+def _task_context(cfg: DictConfig) -> dict[str, Any]:
+    """The task config as a rows file records it; the whole task (``classes: null``) is recorded
+    without the key, as the shipped rows were, so they keep resuming."""
+    task = plain(cfg.task)
+    if task.get("classes") is None:
+        task.pop("classes", None)
+    return task
+
+
 def prior_sde(cfg: DictConfig, space_name: str) -> dict[str, Any]:
-    """The SDE config of ``prior.path`` (default: the prior shipped for the space)."""
-    path = (plain(cfg.get("prior")) or {}).get("path")
-    return dict(read_prior_checkpoint(path or default_prior_path(space_name))["sde"])
+    """The SDE config of ``prior.path`` (default: the space's default prior)."""
+    return dict(read_prior_checkpoint(prior_path(cfg.prior.path, space_name))["sde"])
 
 
-@experiment("fit_cost_predictor")
+@experiment("fit_cost_predictor", schema=FitCostPredictorConfig)
 def fit_cost_predictor_experiment(cfg: DictConfig) -> dict[str, Any]:
     """Measure, train or read costs, fit the predictor, score it; see the module docstring."""
     start = time.perf_counter()
-    set_threads(cfg)
     space = build_space(cfg)
     seed = int(cfg.seed)
     name = str(cfg.source)
@@ -138,8 +165,9 @@ def fit_cost_predictor_experiment(cfg: DictConfig) -> dict[str, Any]:
     n_train = cfg.get("n_train")
     train_rows, heldout_rows = split_rows(len(archs), n_train, float(cfg.heldout_frac), seed)
     t0 = time.perf_counter()
+    options = PredictorOptions(**plain(cfg.predictor)).settings()
     predictor, scores = fit_cost_predictor(
-        space, archs, y, sde, train_rows, heldout_rows, seed=seed, **(plain(cfg.get("predictor")) or {})
+        space, archs, y, sde, train_rows, heldout_rows, seed=seed, trainer=trainer_settings(cfg), **options
     )
     fit_s = time.perf_counter() - t0
 

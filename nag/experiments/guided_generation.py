@@ -28,301 +28,54 @@ Results (``results.json``); "top q%" means the true metric reaches the table's q
 Files: ``guided.txt`` / ``unguided.txt`` (tab-separated, a header, then one sample per line:
 the arch string and its true metrics, in sample order).
 
-The helpers below (table loading, labeled split, predictor fit, guide building, scoring) are
-what ``benchmarks/guidance.py`` and ``benchmarks/guided_vs_filter.py`` use too.
+The parts it composes live below the experiments, where ``benchmarks/guidance.py`` and
+``benchmarks/guided_vs_filter.py`` use them too: the table (``nag.tables.table.load_benchmark``,
+``BenchmarkTable.split``), the predictor (``nag.modules.predictor.fit_on_table``), the guides
+(``nag.diffusion.guidance.GuideSpec``), the sampler (``nag.diffusion.sampling.build_sampler``) and
+the scores (``nag.metrics.sample_scores``, ``constraint_scores``, ``predictor_spearman``).
 """
 from __future__ import annotations
 
 import math
 import time
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import torch
 from omegaconf import DictConfig
+from pydantic import field_validator
 
-from nag.tables.table import BenchmarkTable
-from nag.diffusion.guidance import DEFAULT_WEIGHT, BaseGuide, DiversityGuide, Guide, GuidedSampler, parse_constraint
-from nag.errors import ConfigError, MissingDataError
-from nag.experiments import build_space, call_with_config, experiment, plain, positive_int, run_dir
+from nag.diffusion.guidance import GuideSpec
+from nag.diffusion.prior import load_prior
+from nag.diffusion.sampling import SamplerSettings, build_sampler, timed_sample
+from nag.experiments import build_space, experiment, plain, run_dir, trainer_settings
+from nag.experiments.config import PositiveInt, SamplingConfig
 from nag.io import atomic_write_text
-from nag.metrics import generation_metrics
-from nag.search.sources import Source, load_sources, n_source_rows
-from nag.spaces.base import Arch, SearchSpace
+from nag.metrics import constraint_scores, predictor_spearman, sample_scores
+from nag.modules.predictor import PredictorOptions, fit_predictor
+from nag.search.sources import SourceConfig, load_sources, n_source_rows, with_sources
+from nag.spaces.base import Arch
+from nag.tables.table import BenchmarkTable, load_benchmark
 
-TOP_FRACS = {"top5": 0.05, "top1": 0.01}
 SPEARMAN_TIMES = (0.1, 0.5)
-GUIDANCE_KEYS = ("weight", "direction", "schedule", "scale", "max_norm_ratio", "diversity")
-EXTRA_GUIDE_KEYS = ("metric", "weight", "direction", "target", "schedule", "constraint", "sharpness", "scale")
 
 
-# ----- inputs --------------------------------------------------------------------------------
-def load_table(benchmark: Mapping[str, Any] | None, space: SearchSpace) -> BenchmarkTable:
-    """The table at ``benchmark.path``; MissingDataError when the path is unset or absent."""
-    path = (benchmark or {}).get("path")
-    if not path:
-        raise MissingDataError(
-            "this experiment scores samples on a benchmark table, but benchmark.path is not set; "
-            "pass benchmark.path=/data/nb201/nb201.csv (format: docs/benchmark_tables.md)"
-        )
-    return BenchmarkTable.from_csv(Path(str(path)).expanduser(), space)
+class GuidedGenerationConfig(SamplingConfig):
+    n_labeled: PositiveInt
+    n_heldout: PositiveInt
+    n: PositiveInt
+    predictor: PredictorOptions
+    guidance: GuideSpec
+    extra_guides: list[GuideSpec]
+    source: SourceConfig
 
-
-def check_metric(table: BenchmarkTable, metric: str, what: str) -> str:
-    """``metric`` if the table has it; otherwise a ConfigError listing the table's metrics."""
-    if metric not in table.metrics:
-        raise ConfigError(f"{what}={metric!r} is not a column of {table.source}; its metrics are {table.metrics}")
-    return metric
-
-
-def split_labeled(table: BenchmarkTable, n_labeled: int, n_heldout: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Row indices of ``n_labeled`` labeled archs and of up to ``n_heldout`` other archs (seeded)."""
-    if n_labeled >= len(table):
-        raise ConfigError(f"n_labeled={n_labeled} must be smaller than the table's {len(table)} archs")
-    order = np.random.default_rng(seed).permutation(len(table))
-    return order[:n_labeled], order[n_labeled : n_labeled + n_heldout]
-
-
-@dataclass(frozen=True)
-class ExtraGuide:
-    """One more objective: guide by predictor column ``metric`` (see ``Guide``)."""
-
-    metric: str
-    weight: float = DEFAULT_WEIGHT
-    direction: str | None = "min"
-    target: float | None = None
-    schedule: str = "constant"
-    constraint: tuple[str, float] | None = None
-    sharpness: float = 10.0
-    scale: str = "standardized"
-
+    @field_validator("extra_guides")
     @classmethod
-    def from_config(cls, raw: Mapping[str, Any], i: int) -> ExtraGuide:
-        unknown = sorted(set(raw) - set(EXTRA_GUIDE_KEYS))
-        if unknown or "metric" not in raw:
-            raise ConfigError(
-                f"extra_guides[{i}] has unknown keys {unknown} or no 'metric'; accepted keys: {list(EXTRA_GUIDE_KEYS)}, "
-                f"e.g. {{metric: params_M_cifar10, direction: min, weight: 1.0, constraint: '<=0.5'}}"
-            )
-        kw = dict(raw)
-        kw["constraint"] = parse_constraint(kw.get("constraint"))
-        return cls(**kw)
-
-    def satisfied(self, values: np.ndarray) -> np.ndarray:
-        """Which ``values`` meet the constraint (all, when there is none). [n] bool."""
-        if self.constraint is None:
-            return np.ones(len(values), dtype=bool)
-        op, c = self.constraint
-        return values <= c if op == "<=" else values >= c
-
-
-def extra_guides_from(cfg_value: Any) -> list[ExtraGuide]:
-    """``extra_guides`` of the config (a list of mappings) as ExtraGuide values."""
-    raw = plain(cfg_value) or []
-    if not isinstance(raw, list) or not all(isinstance(g, Mapping) for g in raw):
-        raise ConfigError(f"extra_guides must be a list of mappings, e.g. [{{metric: params_M_cifar10}}]; got {raw!r}")
-    return [ExtraGuide.from_config(g, i) for i, g in enumerate(raw)]
-
-
-# ----- predictor -----------------------------------------------------------------------------
-def fit_guidance_predictor(
-    space: SearchSpace,
-    table: BenchmarkTable,
-    rows: np.ndarray,
-    targets: Sequence[str],
-    sde_config: Mapping[str, Any],
-    options: Mapping[str, Any] | None = None,
-    seed: int = 0,
-    sources: Sequence[Source] = (),
-) -> Any:
-    """A noise-aware predictor of ``targets`` fit on table ``rows`` under ``sde_config``.
-
-    ``options`` are further ``fit_predictor`` keyword arguments (steps, ensemble, net_config, ...).
-    With ``sources`` it also predicts ``source_target(s)`` for each, learned on that source's own
-    rows (missing values are masked), so the shared network carries what the sources know.
-    """
-    from nag.modules.predictor import fit_predictor
-
-    import inspect
-
-    archs = [table.archs[i] for i in rows]
-    y = {k: table.values(k)[rows] for k in targets}
-    if sources:
-        archs, y = with_sources(archs, y, sources)
-        targets = [*targets, *(source_target(src) for src in sources)]
-    params = {k: v for k, v in dict(options or {}).items() if v is not None}
-    accepted = set(inspect.signature(fit_predictor).parameters) - _FIT_FIXED
-    unknown = sorted(set(params) - accepted)
-    if unknown:
-        raise ConfigError(f"predictor options {unknown} are not fit_predictor options; accepted: {sorted(accepted)}")
-    return fit_predictor(space, archs, y, sde_config, targets=list(targets), seed=seed, **params)
-
-
-_FIT_FIXED = {"space", "archs", "y", "sde_config", "targets", "seed"}  # set by the experiment itself
-
-
-def source_target(source: Source) -> str:
-    """The predictor's column for ``source`` (prefixed, so it never clashes with a table metric)."""
-    return f"source:{source.name}"
-
-
-def with_sources(
-    archs: Sequence[Arch], y: Mapping[str, np.ndarray], sources: Sequence[Source]
-) -> tuple[list[Arch], dict[str, np.ndarray]]:
-    """The union of ``archs`` and the sources' archs, each column NaN where its value is unknown."""
-    out_archs = list(archs)
-    position = {a: i for i, a in enumerate(out_archs)}
-    for src in sources:
-        for a in src.archs:
-            if a not in position:
-                position[a] = len(out_archs)
-                out_archs.append(a)
-    n = len(out_archs)
-    out = {k: np.concatenate([np.asarray(v, dtype=float), np.full(n - len(archs), np.nan)]) for k, v in y.items()}
-    for src in sources:
-        col = np.full(n, np.nan)
-        col[[position[a] for a in src.archs]] = src.values
-        out[source_target(src)] = col
-    return out_archs, out
-
-
-def predictor_spearman(
-    predictor: Any,
-    space: SearchSpace,
-    table: BenchmarkTable,
-    rows: np.ndarray,
-    target: str,
-    t: float = 0.0,
-    seed: int = 0,
-) -> float:
-    """Spearman rank correlation of the predicted ``target`` with the table on ``rows``.
-
-    At ``t > 0`` each arch's state is perturbed once by the predictor's SDE (seeded).
-    """
-    from scipy.stats import spearmanr
-
-    from nag.diffusion.sde import build_sde, perturb
-    from nag.modules.arch_data import to_state
-
-    x = to_state(space, [table.archs[i] for i in rows])
-    if t > 0:
-        tt = torch.full((x.shape[0],), float(t))
-        x = perturb(build_sde(predictor.sde_config), x, tt, generator=torch.Generator().manual_seed(seed))[0]
-    with torch.no_grad():
-        pred = predictor(x, float(t))[:, predictor.target_index(target)].numpy()
-    return float(spearmanr(pred, table.values(target)[rows]).statistic)
-
-
-# ----- guides and sampling ---------------------------------------------------------------------
-def build_guides(
-    predictor: Any,
-    metric: str,
-    guidance: Mapping[str, Any],
-    extra: Sequence[ExtraGuide] = (),
-) -> list[BaseGuide]:
-    """The primary Guide on ``metric``, one Guide per extra objective, and a DiversityGuide if asked.
-
-    ``guidance`` keys: weight, direction, schedule, scale (standardized | absolute; see
-    ``nag.diffusion.guidance.Guide``), and ``diversity``: DiversityGuide keyword arguments (weight 0
-    or no weight = no DiversityGuide).
-    """
-    g = dict(guidance)
-    unknown = sorted(set(g) - set(GUIDANCE_KEYS))
-    if unknown:
-        raise ConfigError(f"unknown guidance option(s) {unknown}; accepted: {list(GUIDANCE_KEYS)}")
-    guides: list[BaseGuide] = [
-        Guide(
-            predictor,
-            weight=float(g.get("weight", DEFAULT_WEIGHT)),
-            direction=g.get("direction", "max"),
-            target_index=metric,
-            schedule=g.get("schedule", "constant"),
-            scale=g.get("scale", "standardized"),
-        )
-    ]
-    for e in extra:
-        guides.append(
-            Guide(
-                predictor,
-                weight=e.weight,
-                direction=e.direction,
-                target=e.target,
-                target_index=e.metric,
-                schedule=e.schedule,
-                constraint=e.constraint,
-                sharpness=e.sharpness,
-                scale=e.scale,
-            )
-        )
-    diversity = dict(g.get("diversity") or {})
-    if float(diversity.get("weight") or 0.0) > 0:
-        guides.append(call_with_config("DiversityGuide", "diversity", DiversityGuide, diversity))
-    return guides
-
-
-def load_prior_for(space: SearchSpace, path: str | None) -> Any:
-    """The prior at ``path``, or the one nag ships for ``space`` when ``path`` is None."""
-    from nag.diffusion.prior import default_prior_path, load_prior
-
-    return load_prior(Path(path).expanduser() if path else default_prior_path(space.name), space=space)
-
-
-def timed_sample(sampler: GuidedSampler, n: int, seed: int) -> tuple[list[Arch], float]:
-    """``n`` decoded archs and the seconds it took."""
-    start = time.perf_counter()
-    archs = sampler.sample(n, seed=seed)
-    return archs, time.perf_counter() - start
-
-
-# ----- scoring ---------------------------------------------------------------------------------
-def sample_scores(
-    archs: Sequence[Arch],
-    table: BenchmarkTable,
-    metric: str,
-    higher_is_better: bool = True,
-    top_fracs: Mapping[str, float] = TOP_FRACS,
-) -> dict[str, float]:
-    """True-value summary of samples: ``frac_<top>``, ``mean_true``, ``max_true``, ``uniqueness``."""
-    values = np.array([table.query(a, metric) for a in archs], dtype=np.float64)
-    out: dict[str, float] = {}
-    for name, frac in top_fracs.items():
-        thr = table.quantile_threshold(metric, frac, higher_is_better)
-        hit = values >= thr if higher_is_better else values <= thr
-        out[f"frac_{name}"] = float(hit.mean()) if len(values) else 0.0
-    out["mean_true"] = float(values.mean()) if len(values) else math.nan
-    out["max_true"] = float(values.max() if higher_is_better else values.min()) if len(values) else math.nan
-    out["uniqueness"] = generation_metrics(list(archs), table.space)["uniqueness"]
-    return out
-
-
-def constraint_scores(
-    archs: Sequence[Arch], table: BenchmarkTable, metric: str, extra: Sequence[ExtraGuide]
-) -> dict[str, float]:
-    """Per extra objective ``<m>_frac_satisfied`` and ``<m>_mean_true``; with constraints also
-    ``frac_feasible``, ``mean_true_feasible`` and ``frac_top5_feasible`` (see the module doc)."""
-    out: dict[str, float] = {}
-    feasible = np.ones(len(archs), dtype=bool)
-    table_feasible = np.ones(len(table), dtype=bool)
-    for e in extra:
-        values = np.array([table.query(a, e.metric) for a in archs], dtype=np.float64)
-        ok = e.satisfied(values)
-        out[f"{e.metric}_frac_satisfied"] = float(ok.mean()) if len(archs) else 0.0
-        out[f"{e.metric}_mean_true"] = float(values.mean()) if len(archs) else math.nan
-        feasible &= ok
-        table_feasible &= e.satisfied(table.values(e.metric))
-    if any(e.constraint is not None for e in extra):
-        primary = np.array([table.query(a, metric) for a in archs], dtype=np.float64)
-        out["frac_feasible"] = float(feasible.mean()) if len(archs) else 0.0
-        out["mean_true_feasible"] = float(primary[feasible].mean()) if feasible.any() else math.nan
-        feasible_values = np.sort(table.values(metric)[table_feasible])
-        if len(feasible_values):
-            thr = feasible_values[-max(1, math.ceil(0.05 * len(feasible_values) - 1e-9))]
-            out["frac_top5_feasible"] = float((feasible & (primary >= thr)).mean()) if len(archs) else 0.0
-            out["table_best_feasible"] = float(feasible_values[-1])
-    return out
+    def _named(cls, guides: list[GuideSpec]) -> list[GuideSpec]:
+        for g in guides:
+            if not isinstance(g.target, str):
+                raise ValueError("each extra guide names its table column: {metric: <column>, ...}")
+        return guides
 
 
 def write_samples(path: Path, archs: Sequence[Arch], table: BenchmarkTable, metrics: Sequence[str]) -> None:
@@ -333,60 +86,54 @@ def write_samples(path: Path, archs: Sequence[Arch], table: BenchmarkTable, metr
     atomic_write_text(path, "\n".join(lines) + "\n")
 
 
-# ----- the experiment --------------------------------------------------------------------------
-@experiment("guided_generation")
+@experiment("guided_generation", schema=GuidedGenerationConfig)
 def guided_generation(cfg: DictConfig) -> dict:
     """Guided vs unguided generation scored on a benchmark table; see the module docstring."""
     start = time.perf_counter()
     space = build_space(cfg)
-    benchmark = plain(cfg.get("benchmark")) or {}
-    table = load_table(benchmark, space)
-    metric = check_metric(table, str(benchmark.get("metric") or ""), "benchmark.metric")
-    extra = extra_guides_from(cfg.get("extra_guides"))
+    table = load_benchmark(plain(cfg.benchmark), space)
+    metric = table.check_metric(cfg.benchmark.metric)
+    primary = GuideSpec(**plain(cfg.guidance))
+    extra = [GuideSpec(**g) for g in plain(cfg.extra_guides)]
     for i, e in enumerate(extra):
-        check_metric(table, e.metric, f"extra_guides[{i}].metric")
-    targets = [metric, *(e.metric for e in extra if e.metric != metric)]
-    seed = int(cfg.seed)
-    n = positive_int(cfg, "n")
-    labeled, heldout = split_labeled(table, positive_int(cfg, "n_labeled"), positive_int(cfg, "n_heldout"), seed)
-    sources = load_sources(plain(cfg.get("source")), space, table, metric, seed)
+        table.check_metric(e.target, f"extra_guides[{i}].metric")
+    targets = list(dict.fromkeys([metric, *(e.target for e in extra)]))
+    seed, n = cfg.seed, cfg.n
+    labeled, heldout = table.split(cfg.n_labeled, cfg.n_heldout, seed)
 
-    prior = load_prior_for(space, (plain(cfg.get("prior")) or {}).get("path"))
+    prior = load_prior(cfg.prior.path, space)
     t0 = time.perf_counter()
-    predictor = fit_guidance_predictor(space, table, labeled, targets, prior.sde.config(), plain(cfg.get("predictor")),
-                                       seed, sources)
+    options = PredictorOptions(**plain(cfg.predictor)).settings()
+    sources = load_sources(plain(cfg.source), space, table, metric, seed)
+    archs, y = with_sources([table.archs[i] for i in labeled], {k: table.values(k)[labeled] for k in targets}, sources)
+    predictor = fit_predictor(space, archs, y, prior.sde.config(), targets=list(y), seed=seed,
+                              trainer=trainer_settings(cfg), **options)
     fit_s = time.perf_counter() - t0
 
+    held_archs = [table.archs[i] for i in heldout]
     results: dict[str, Any] = {"n": n, "n_labeled": len(labeled), "n_source": n_source_rows(sources),
                                "predictor_fit_s": fit_s}
-    results["predictor_spearman"] = predictor_spearman(predictor, space, table, heldout, metric, 0.0, seed)
+    results["predictor_spearman"] = predictor_spearman(predictor, space, held_archs, table.values(metric)[heldout], metric, 0.0, seed)
     for t in SPEARMAN_TIMES:
-        results[f"predictor_spearman_t{t}"] = predictor_spearman(predictor, space, table, heldout, metric, t, seed)
+        results[f"predictor_spearman_t{t}"] = predictor_spearman(
+            predictor, space, held_archs, table.values(metric)[heldout], metric, t, seed
+        )
     for e in extra:
-        results[f"{e.metric}_predictor_spearman"] = predictor_spearman(predictor, space, table, heldout, e.metric, 0.0, seed)
+        results[f"{e.target}_predictor_spearman"] = predictor_spearman(
+            predictor, space, held_archs, table.values(e.target)[heldout], e.target, 0.0, seed
+        )
 
-    guidance = plain(cfg.get("guidance")) or {}
-    solver = plain(cfg.get("solver"))
-    batch_size = positive_int(cfg, "batch_size")
-    guides = build_guides(predictor, metric, guidance, extra)
-    guided_sampler = GuidedSampler(
-        prior,
-        guides,
-        solver=solver,
-        batch_size=batch_size,
-        max_norm_ratio=guidance.get("max_norm_ratio"),
-        progress=True,
-    )
-    plain_sampler = GuidedSampler(prior, (), solver=solver, batch_size=batch_size, progress=True)
-    results["guidance_unit"] = guides[0].unit  # calibrated by GuidedSampler (1.0 with scale=absolute)
-    higher = guidance.get("direction", "max") != "min"
-    guided, guided_s = timed_sample(guided_sampler, n, seed)
-    unguided, unguided_s = timed_sample(plain_sampler, n, seed)
+    settings = SamplerSettings.pick(cfg)
+    guides = [primary.build(predictor, metric), *(e.build(predictor) for e in extra)]
+    _, guided, guided_s = timed_sample(build_sampler(prior, settings, guides, progress=True), n, seed)
+    _, unguided, unguided_s = timed_sample(build_sampler(prior, settings, progress=True), n, seed)
+    results["guidance_unit"] = guides[0].unit  # calibrated by the sampler (1.0 with scale=absolute)
 
+    higher = primary.direction != "min"
     for prefix, archs in (("", guided), ("unguided_", unguided)):
         scores = {**sample_scores(archs, table, metric, higher), **constraint_scores(archs, table, metric, extra)}
         results.update({prefix + k: v for k, v in scores.items()})
-    shown = list(dict.fromkeys([metric, *(e.metric for e in extra)]))
+    shown = list(dict.fromkeys([metric, *(e.target for e in extra)]))
     write_samples(run_dir() / "guided.txt", guided, table, shown)
     write_samples(run_dir() / "unguided.txt", unguided, table, shown)
     results.update(
@@ -399,20 +146,4 @@ def guided_generation(cfg: DictConfig) -> dict:
     return results
 
 
-__all__ = [
-    "ExtraGuide",
-    "build_guides",
-    "constraint_scores",
-    "extra_guides_from",
-    "fit_guidance_predictor",
-    "guided_generation",
-    "load_prior_for",
-    "load_table",
-    "predictor_spearman",
-    "sample_scores",
-    "source_target",
-    "split_labeled",
-    "timed_sample",
-    "with_sources",
-    "write_samples",
-]
+__all__ = ["GuidedGenerationConfig", "guided_generation", "write_samples"]

@@ -37,84 +37,70 @@ import io
 import os
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import numpy as np
 from omegaconf import DictConfig
+from pydantic import Field
 
-from nag.evaluation.latency import Timing, timing_like
-from nag.evaluation.measure import check_metrics, measure_costs
-from nag.modules.cost_predictor import cost_predictor_info, load_cost_predictor
-from nag.diffusion.guidance import DEFAULT_WEIGHT, Guide, parse_constraint
+from nag.diffusion.guidance import GuideSpec
+from nag.diffusion.prior import load_prior
+from nag.diffusion.sampling import SamplerSettings, build_sampler
 from nag.errors import ConfigError
-from nag.experiments import build_space, call_with_config, experiment, plain, positive_int, run_dir
-from nag.experiments.generate import build_sampler, load_configured_prior, set_threads
-from nag.io import atomic_write_text
-from nag.metrics import generation_metrics
+from nag.evaluation.latency import Timing, timing_like
+from nag.evaluation.measure import check_metrics, interleave, measure_costs
+from nag.experiments import build_space, experiment, plain, run_dir
+from nag.experiments.config import NonNegativeInt, PositiveInt, SamplingConfig
+from nag.io import atomic_write_bytes, atomic_write_csv
+from nag.metrics import generation_metrics, hypervolume_2d, pareto_mask
+from nag.modules.cost_predictor import cost_predictor_info, load_cost_predictor
+from nag.schema import Settings
 from nag.spaces.base import Arch, SearchSpace
 
-GUIDE_KEYS = ("predictor", "target", "weight", "direction", "goal", "schedule", "constraint", "sharpness", "scale")
 OBJECTIVE_DIRECTIONS = ("min", "max")
 
 
 # ----- config ----------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class GuideSpec:
-    """One entry of ``guides``: guide by column ``target`` of the predictor saved at ``predictor``."""
+class PredictorGuide(GuideSpec):
+    """One entry of ``guides``: a GuideSpec on column ``target`` of the predictor saved at ``predictor``."""
 
     predictor: str
     target: str
-    weight: float = DEFAULT_WEIGHT
-    direction: str | None = "max"
-    goal: float | None = None
-    schedule: str = "constant"
-    constraint: tuple[str, float] | None = None
-    sharpness: float = 10.0
-    scale: str = "standardized"
-
-    @classmethod
-    def from_config(cls, raw: Mapping[str, Any], i: int) -> GuideSpec:
-        unknown = sorted(set(raw) - set(GUIDE_KEYS))
-        if unknown or "predictor" not in raw or "target" not in raw:
-            raise ConfigError(
-                f"guides[{i}] has unknown keys {unknown} or lacks 'predictor'/'target'; accepted keys: {list(GUIDE_KEYS)}, "
-                f"e.g. {{predictor: mbv3_latency_cpu, target: latency_ms, direction: min, weight: 1.0}}"
-            )
-        kw = dict(raw)
-        kw["predictor"], kw["target"] = str(kw["predictor"]), str(kw["target"])
-        kw["constraint"] = parse_constraint(kw.get("constraint"))
-        return cls(**kw)
-
-    @property
-    def sense(self) -> str | None:
-        """The direction of this guide's axis: its own, or the side its constraint bounds."""
-        if self.direction in OBJECTIVE_DIRECTIONS:
-            return self.direction
-        if self.constraint is not None:
-            return "min" if self.constraint[0] == "<=" else "max"
-        return None
-
-    def build(self, predictor: Any) -> Guide:
-        return Guide(
-            predictor, weight=self.weight, direction=self.direction, target=self.goal, target_index=self.target,
-            schedule=self.schedule, constraint=self.constraint, sharpness=self.sharpness, scale=self.scale,
-        )
 
 
-def guide_specs(value: Any) -> list[GuideSpec]:
-    """``guides`` of the config (a non-empty list of mappings) as GuideSpecs."""
+class Axis(Settings):
+    """One objective of the front: a column of samples.csv and whether lower or higher is better."""
+
+    column: str
+    direction: Literal["min", "max"]
+
+    def signed(self, values: np.ndarray) -> np.ndarray:
+        """Values turned into costs (lower is better)."""
+        return values if self.direction == "min" else -values
+
+
+class ParetoGenerationConfig(SamplingConfig):
+    guides: Annotated[list[PredictorGuide], Field(min_length=1)]
+    n: PositiveInt
+    n_unguided: NonNegativeInt
+    measure: list[str]
+    timing: Timing
+    front: list[Axis] | None
+
+
+def guide_specs(value: Any) -> list[PredictorGuide]:
+    """``guides`` of the config (a non-empty list of mappings) as PredictorGuides."""
     raw = plain(value) or []
     if not raw or not isinstance(raw, list) or not all(isinstance(g, Mapping) for g in raw):
         raise ConfigError(
             f"guides must be a non-empty list of mappings, e.g. [{{predictor: mbv3_latency_cpu, target: latency_ms, "
             f"direction: min}}]; got {raw!r}"
         )
-    return [GuideSpec.from_config(g, i) for i, g in enumerate(raw)]
+    return [PredictorGuide(**g) for g in raw]
 
 
-def prediction_columns(specs: Sequence[GuideSpec]) -> list[str]:
+def prediction_columns(specs: Sequence[PredictorGuide]) -> list[str]:
     """``pred_<target>`` per guide; ``pred_<target>_<i>`` where two guides' predictors share a target name."""
     owners: dict[str, set[str]] = {}
     for s in specs:
@@ -122,19 +108,7 @@ def prediction_columns(specs: Sequence[GuideSpec]) -> list[str]:
     return [f"pred_{s.target}" if len(owners[s.target]) == 1 else f"pred_{s.target}_{i}" for i, s in enumerate(specs)]
 
 
-@dataclass(frozen=True)
-class Axis:
-    """One objective of the front: a column of samples.csv and whether lower or higher is better."""
-
-    column: str
-    direction: str
-
-    def signed(self, values: np.ndarray) -> np.ndarray:
-        """Values turned into costs (lower is better)."""
-        return values if self.direction == "min" else -values
-
-
-def front_axes(raw: Any, specs: Sequence[GuideSpec], pred_cols: Sequence[str], measured: Sequence[str]) -> list[Axis]:
+def front_axes(raw: Any, specs: Sequence[PredictorGuide], pred_cols: Sequence[str], measured: Sequence[str]) -> list[Axis]:
     """``front`` of the config, or one axis per guide (measured column when measured, else predicted)."""
     raw = plain(raw)
     if raw is None:
@@ -142,58 +116,17 @@ def front_axes(raw: Any, specs: Sequence[GuideSpec], pred_cols: Sequence[str], m
         for spec, col in zip(specs, pred_cols):
             if spec.sense is not None:
                 column = spec.target if spec.target in measured else col
-                axes.setdefault(column, Axis(column, spec.sense))
+                axes.setdefault(column, Axis(column=column, direction=spec.sense))
         return list(axes.values())
-    if not isinstance(raw, list) or not all(isinstance(a, Mapping) and set(a) == {"column", "direction"} for a in raw):
-        raise ConfigError(f"front must be a list of {{column, direction}} mappings (or null); got {raw!r}")
-    out = [Axis(str(a["column"]), str(a["direction"])) for a in raw]
+    out = [a if isinstance(a, Axis) else Axis(**a) for a in raw]
     known = set(pred_cols) | set(measured)
     for a in out:
-        if a.direction not in OBJECTIVE_DIRECTIONS or a.column not in known:
-            raise ConfigError(
-                f"front axis {a}: column must be one of {sorted(known)} and direction one of {OBJECTIVE_DIRECTIONS}"
-            )
+        if a.column not in known:
+            raise ConfigError(f"front axis {a.column!r}: the column must be one of {sorted(known)}")
     return out
 
 
-# ----- Pareto front ------------------------------------------------------------------------------
-def pareto_mask(costs: np.ndarray) -> np.ndarray:
-    """Non-dominated rows of ``costs [n, k]`` (lower is better in every column). [n] bool.
-
-    Row i is dominated when some row is <= in every column and < in one. Exact duplicates of a
-    non-dominated row are all kept.
-    """
-    costs = np.asarray(costs, dtype=np.float64)
-    if costs.ndim != 2:
-        raise ValueError(f"pareto_mask expects costs [n, k], got shape {costs.shape}")
-    le = (costs[:, None, :] <= costs[None, :, :]).all(-1)  # le[j, i]: j <= i everywhere
-    lt = (costs[:, None, :] < costs[None, :, :]).any(-1)
-    return ~(le & lt).any(0)
-
-
-def hypervolume_2d(costs: np.ndarray, ref: np.ndarray) -> float:
-    """Area dominated by ``costs [n, 2]`` (lower is better) and bounded by the point ``ref [2]``."""
-    pts = np.asarray(costs, dtype=np.float64)
-    pts = pts[(pts < ref).all(1)]
-    if len(pts) == 0:
-        return 0.0
-    pts = pts[pareto_mask(pts)]
-    pts = pts[np.argsort(pts[:, 0])]
-    xs = np.append(pts[1:, 0], ref[0])
-    return float(((xs - pts[:, 0]) * (ref[1] - pts[:, 1])).sum())
-
-
 # ----- outputs -----------------------------------------------------------------------------------
-def write_csv(path: Path, rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> None:
-    """``rows`` as a CSV with a header, written atomically."""
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=list(columns), extrasaction="ignore", lineterminator="\n")
-    writer.writeheader()
-    for row in rows:
-        writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
-    atomic_write_text(path, buf.getvalue())
-
-
 def plot_front(
     path: Path, rows: Sequence[Mapping[str, Any]], axes: Sequence[Axis], bounds: Mapping[str, float], title: str
 ) -> None:
@@ -228,14 +161,12 @@ def plot_front(
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(buf.getvalue())
-    os.replace(tmp, path)
+    atomic_write_bytes(path, buf.getvalue())
 
 
 # ----- the experiment ------------------------------------------------------------------------------
 def predict_columns(
-    archs: Sequence[Arch], specs: Sequence[GuideSpec], pred_cols: Sequence[str], predictors: Mapping[str, Any]
+    archs: Sequence[Arch], specs: Sequence[PredictorGuide], pred_cols: Sequence[str], predictors: Mapping[str, Any]
 ) -> dict[str, np.ndarray]:
     """Clean (t = 0) prediction of every guide's target for ``archs``: ``{pred column: [n]}``."""
     out = {}
@@ -245,19 +176,10 @@ def predict_columns(
     return out
 
 
-def interleave(a: Sequence[Arch], b: Sequence[Arch]) -> list[Arch]:
-    """a0, b0, a1, b1, ... then the rest of the longer one."""
-    out: list[Arch] = []
-    for i in range(max(len(a), len(b))):
-        out += [s[i] for s in (a, b) if i < len(s)]
-    return out
-
-
-@experiment("pareto_generation")
+@experiment("pareto_generation", schema=ParetoGenerationConfig)
 def pareto_generation(cfg: DictConfig) -> dict[str, Any]:
     """Guided + unguided samples, predicted and measured objectives, Pareto front; see the module docstring."""
     start = time.perf_counter()
-    set_threads(cfg)
     out_dir = run_dir()
     space: SearchSpace = build_space(cfg)
     specs = guide_specs(cfg.get("guides"))
@@ -266,17 +188,18 @@ def pareto_generation(cfg: DictConfig) -> dict[str, Any]:
     axes = front_axes(cfg.get("front"), specs, pred_cols, measured)
     if not axes:
         raise ConfigError("no front axis: give a guide a direction (min/max) or a constraint, or set front: [{column, direction}]")
-    n = positive_int(cfg, "n")
-    n_unguided = int(cfg.get("n_unguided") or 0)
+    n = cfg.n
+    n_unguided = cfg.n_unguided
     seed = int(cfg.seed)
 
-    prior = load_configured_prior(cfg, space)
+    prior = load_prior(cfg.prior.path, space)
     predictors = {p: load_cost_predictor(p, space) for p in dict.fromkeys(s.predictor for s in specs)}
     guides = [s.build(predictors[s.predictor]) for s in specs]
+    settings = SamplerSettings.pick(cfg)
     t0 = time.perf_counter()
-    guided = build_sampler(prior, cfg, guides).sample(n, seed=seed)
+    guided = build_sampler(prior, settings, guides).sample(n, seed=seed)
     guided_s = time.perf_counter() - t0
-    unguided = build_sampler(prior, cfg).sample(n_unguided, seed=seed) if n_unguided else []
+    unguided = build_sampler(prior, settings).sample(n_unguided, seed=seed) if n_unguided else []
 
     rows: list[dict[str, Any]] = [{"set": "guided", "arch": a} for a in guided] + [
         {"set": "unguided", "arch": a} for a in unguided
@@ -286,7 +209,7 @@ def pareto_generation(cfg: DictConfig) -> dict[str, Any]:
             r[col] = float(v)
     t0 = time.perf_counter()
     if measured:
-        timing = call_with_config("timing", "timing", Timing, plain(cfg.get("timing")) or {})
+        timing = Timing(**plain(cfg.timing))
         timing = timing_like(timing, [cost_predictor_info(p) for p in predictors])  # the predictors' ms scale
         costs = measure_costs(
             space, interleave(guided, unguided), out_dir / "costs.jsonl", measured, timing,
@@ -314,9 +237,9 @@ def pareto_generation(cfg: DictConfig) -> dict[str, Any]:
     bounds: dict[str, float] = {}
     feasible = np.ones(len(rows), dtype=bool)
     for spec, col in zip(specs, pred_cols):
-        if spec.constraint is None:
+        if spec.bound is None:
             continue
-        op, c = spec.constraint
+        op, c = spec.bound
         column = spec.target if spec.target in measured else col
         values = np.array([r[column] for r in rows])
         ok = values <= c if op == "<=" else values >= c
@@ -338,12 +261,12 @@ def pareto_generation(cfg: DictConfig) -> dict[str, Any]:
             results["unguided_hypervolume"] = hypervolume_2d(costs_matrix[~is_guided & feasible], ref)
 
     columns = ["set", "arch", *pred_cols, *measured, "on_front"]
-    write_csv(out_dir / "samples.csv", rows, columns)
+    atomic_write_csv(out_dir / "samples.csv", rows, columns)
     first = axes[0]
     front_rows = sorted((r for r in rows if r["on_front"]), key=lambda r: r[first.column] * (1 if first.direction == "min" else -1))
-    write_csv(out_dir / "pareto_front.csv", front_rows, columns)
+    atomic_write_csv(out_dir / "pareto_front.csv", front_rows, columns)
     if len(axes) >= 2:
-        title = f"{space.name}: " + " + ".join(f"{s.target} ({s.direction or ''}{'' if s.constraint is None else ' ' + s.constraint[0] + format(s.constraint[1], 'g')})" for s in specs)
+        title = f"{space.name}: " + " + ".join(f"{s.target} ({s.direction or ''}{'' if s.bound is None else ' ' + s.bound[0] + format(s.bound[1], 'g')})" for s in specs)
         plot_front(out_dir / "pareto.png", rows, axes, bounds, title)
     results.update(guided_sample_s=guided_s, measure_s=measure_s, wall_s=time.perf_counter() - start)
     return results
@@ -351,15 +274,12 @@ def pareto_generation(cfg: DictConfig) -> dict[str, Any]:
 
 __all__ = [
     "Axis",
-    "GuideSpec",
+    "ParetoGenerationConfig",
+    "PredictorGuide",
     "front_axes",
     "guide_specs",
-    "hypervolume_2d",
-    "interleave",
     "pareto_generation",
-    "pareto_mask",
     "plot_front",
     "predict_columns",
     "prediction_columns",
-    "write_csv",
 ]

@@ -25,9 +25,10 @@ from __future__ import annotations
 
 from omegaconf import DictConfig
 
-from nag.evaluation import TrainEvalEvaluator
+from nag.evaluation import TrainBudget, TrainEvalEvaluator
 from nag.executor import build_executor
-from nag.experiments import build_budget, build_space, build_task, distinct_sample, experiment, positive_int, run_dir
+from nag.experiments import build_budget, build_space, build_task, distinct_sample, experiment, run_dir, trainer_settings
+from nag.experiments.config import PositiveInt, RunConfig
 from nag.io import RowStore, append_jsonl, read_jsonl
 from nag.search import SearchContext, build_method, run_search
 from nag.wandb_utils import log_metrics
@@ -40,15 +41,20 @@ ROW_KEYS = ("val_acc", "test_acc", "wall_s", "params_M")
 __all__ = ["random_search", "distinct_sample"]  # distinct_sample: re-exported for older imports
 
 
-@experiment("random_search")
+class RandomSearchConfig(RunConfig):
+    budget: PositiveInt
+    train: TrainBudget
+
+
+@experiment("random_search", schema=RandomSearchConfig)
 def random_search(cfg: DictConfig) -> dict:
     """Random search over ``cfg.space`` on ``cfg.task``; see the module docstring."""
     space = build_space(cfg)
-    n = positive_int(cfg, "budget")
+    n = cfg.budget
     seed = int(cfg.seed)
     with build_executor(cfg.get("executor")) as executor:
         evaluator = TrainEvalEvaluator(space, build_task(cfg), build_budget(cfg), seed=seed, metric="val_acc",
-                                       executor=executor, store=RowStore(run_dir() / EVALUATIONS, "arch"))
+                                       trainer=trainer_settings(cfg), executor=executor, store=RowStore(run_dir() / EVALUATIONS, "arch"))
         return _search(space, evaluator, n, seed, batch=executor.slots)
 
 

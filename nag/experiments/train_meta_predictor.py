@@ -27,16 +27,35 @@ from omegaconf import DictConfig
 from scipy.stats import spearmanr
 from torch import Tensor
 
+from nag.diffusion.prior import PriorConfig, load_prior
 from nag.errors import ConfigError
-from nag.experiments import build_space, experiment, plain, run_dir
+from nag.experiments import build_space, experiment, plain, run_dir, trainer_settings
+from nag.experiments.config import NonNegativeInt, PositiveInt, RunConfig
 from nag.io import append_jsonl, read_jsonl, to_jsonable
 from nag.meta import MetaDatabase
-from nag.meta.features import build_extractor, spec_features
+from nag.meta.database import ASSETS
+from nag.meta.features import DatasetEncoderConfig, build_extractor, spec_features
+from nag.modules.meta_predictor import MetaPredictorOptions
+from nag.schema import Settings
 
-ASSETS = Path(__file__).resolve().parents[1] / "assets"
 PROGRESS = "progress.jsonl"
 # what the fits depend on; holdout_tasks and save_to are left out (more folds extend a run)
 SETTINGS_KEYS = ("space", "prior", "meta_db", "dataset_encoder", "n_per_class", "meta_predictor", "seed")
+
+class MetaDBSource(Settings):
+    path: str | None  # null = the shipped database nag/assets/meta_db/digits_<space>.jsonl
+    metric: str
+    metad2a_path: str | None
+
+
+class TrainMetaPredictorConfig(RunConfig):
+    prior: PriorConfig
+    meta_db: MetaDBSource
+    dataset_encoder: DatasetEncoderConfig
+    n_per_class: PositiveInt
+    meta_predictor: MetaPredictorOptions
+    holdout_tasks: NonNegativeInt
+    save_to: str | None
 
 
 def load_meta_rows(cfg: DictConfig, space, seed: int) -> tuple[list[dict], dict[str, Tensor]]:
@@ -58,7 +77,9 @@ def fit_rows(cfg: DictConfig, space, sde_config, rows: list[dict], features: dic
     from nag.modules.meta_predictor import fit_meta_predictor
 
     parsed = [{**r, "arch": space.parse(r["arch"])} for r in rows]
-    return fit_meta_predictor(space, parsed, features, sde_config, seed=seed, progress=True, **plain(cfg.meta_predictor))
+    options = MetaPredictorOptions(**plain(cfg.meta_predictor)).settings()
+    return fit_meta_predictor(space, parsed, features, sde_config, seed=seed, progress=True, trainer=trainer_settings(cfg),
+                              **options)
 
 
 def finished_fits(path: Path, settings: dict) -> dict[str, dict]:
@@ -75,9 +96,8 @@ def finished_fits(path: Path, settings: dict) -> dict[str, dict]:
     return {row["fit"]: row for row in rows}
 
 
-@experiment("train_meta_predictor")
+@experiment("train_meta_predictor", schema=TrainMetaPredictorConfig)
 def train_meta_predictor(cfg: DictConfig) -> dict:
-    from nag.experiments.generate import load_configured_prior
     from nag.modules.meta_predictor import MetaPredictor
 
     start = time.perf_counter()
@@ -86,7 +106,7 @@ def train_meta_predictor(cfg: DictConfig) -> dict:
     settings = json.loads(json.dumps(to_jsonable({k: plain(cfg.get(k)) for k in SETTINGS_KEYS})))  # as read back
     progress = run_dir() / PROGRESS
     done = finished_fits(progress, settings)
-    sde_config = load_configured_prior(cfg, space).sde.config()
+    sde_config = load_prior(cfg.prior.path, space).sde.config()
     rows, features = load_meta_rows(cfg, space, seed)
     tasks = list(dict.fromkeys(r["task"] for r in rows))
 

@@ -3,7 +3,9 @@
 Writes into the run folder: ``prior.pt`` (EMA weights, see nag.diffusion.prior), ``last.ckpt``
 (Lightning training state; rerunning with the same ``hydra.run.dir`` resumes from it),
 ``archs.txt`` (the evaluation samples) and results.json. ``save_default=true`` also writes
-the prior nag ships for the space (``nag/assets/priors/<space>.pt``).
+the space's default prior: ``nag/assets/priors/<space>.pt`` for nag's own spaces, the path a
+plugin declares (entry-point group ``nag.priors``) for a plugin's; a plugin space that declares
+none is refused before training.
 """
 from __future__ import annotations
 
@@ -17,12 +19,26 @@ from lightning.pytorch import seed_everything
 from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
 from omegaconf import DictConfig
 
-from nag.diffusion.prior import Prior, default_prior_path, save_prior
-from nag.experiments import build_space, call_with_config, experiment, plain, run_dir, trainer_settings
-from nag.experiments.generate import sample_and_measure, set_threads
-from nag.modules.arch_data import ArchDataModule, to_state
-from nag.modules.score import ScoreModule, dsm_loss
+from nag.diffusion.prior import Prior, save_prior, writable_default_prior_path
+from nag.diffusion.sampling import SamplerSettings, build_sampler, timed_sample
+from nag.diffusion.sde import SDEConfig
+from nag.experiments import build_space, experiment, plain, run_dir, trainer_settings
+from nag.experiments.config import PositiveInt, SamplingConfig
+from nag.io import atomic_write_text
+from nag.metrics import sampling_report
+from nag.modules.arch_data import ArchDataConfig, ArchDataModule, to_state
+from nag.modules.nets import ScoreNetConfig
+from nag.modules.score import ScoreModule, ScoreTrainConfig, dsm_loss
 from nag.modules.trainer import build_trainer
+
+
+class TrainPriorConfig(SamplingConfig):
+    save_default: bool
+    data: ArchDataConfig
+    sde: SDEConfig
+    net: ScoreNetConfig
+    train: ScoreTrainConfig
+    n: PositiveInt
 
 
 @torch.no_grad()
@@ -57,13 +73,13 @@ def _trainer(cfg: DictConfig, out: Path) -> Any:
     )
 
 
-@experiment("train_prior")
+@experiment("train_prior", schema=TrainPriorConfig)
 def train_prior(cfg: DictConfig) -> dict[str, Any]:
-    set_threads(cfg)
     out = run_dir()
     space = build_space(cfg)
+    default_path = writable_default_prior_path(space.name) if cfg.save_default else None  # refused before training
     seed_everything(int(cfg.seed), workers=True, verbose=False)
-    data = call_with_config("data", "data", lambda **kw: ArchDataModule(space, **kw), plain(cfg.data))
+    data = ArchDataModule(space, **plain(cfg.data))
     optim = {k: cfg.train[k] for k in ("lr", "warmup_steps", "ema_decay", "grad_clip")}
     module = ScoreModule.for_space(space, plain(cfg.sde), plain(cfg.net), **optim)
 
@@ -83,10 +99,13 @@ def train_prior(cfg: DictConfig) -> dict[str, Any]:
         losses["heldout_loss"] = dataset_loss(prior, to_state(space, heldout))
     extra = {"steps": int(module.global_step), "train_loss": train_loss, "recipe": plain(cfg.train)}
     save_prior(prior, out / "prior.pt", extra=extra)
-    if cfg.get("save_default"):
-        save_prior(prior, default_prior_path(space.name, must_exist=False), extra=extra)
+    if default_path is not None:
+        save_prior(prior, default_path, extra=extra)
 
-    sampled = sample_and_measure(prior, cfg, int(cfg.n), int(cfg.seed), out_dir=out)
+    sampler = build_sampler(prior, SamplerSettings.pick(cfg))  # evaluation: as experiment=generate
+    x, archs, wall = timed_sample(sampler, cfg.n, cfg.seed)
+    atomic_write_text(out / "archs.txt", "".join(space.format(a) + "\n" for a in archs))
+    sampled = sampling_report(x, archs, space, prior.train_archs(), wall, sampler.solver.nfe)
     return {
         **losses,
         "steps": int(module.global_step),
@@ -99,4 +118,4 @@ def train_prior(cfg: DictConfig) -> dict[str, Any]:
     }
 
 
-__all__ = ["dataset_loss", "train_prior"]
+__all__ = ["TrainPriorConfig", "dataset_loss", "train_prior"]

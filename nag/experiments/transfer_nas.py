@@ -29,17 +29,35 @@ from omegaconf import DictConfig
 from scipy.stats import spearmanr
 from tqdm import tqdm
 
+from nag.diffusion.guidance import GuideSpec
+from nag.diffusion.prior import load_prior
+from nag.diffusion.sampling import SamplerSettings, build_sampler
 from nag.errors import MissingDataError
-from nag.evaluation import train_eval
+from nag.evaluation import TrainBudget, train_eval
 from nag.executor import Job, build_executor
-from nag.experiments import build_budget, build_space, build_task, distinct_sample, experiment, plain, run_dir
-from nag.experiments.generate import build_sampler, load_configured_prior
-from nag.experiments.train_meta_predictor import ASSETS
+from nag.experiments import build_budget, build_space, build_task, distinct_sample, experiment, plain, run_dir, trainer_settings
+from nag.experiments.config import PositiveInt, SamplingConfig
 from nag.io import RowStore
-from nag.meta.features import build_extractor
+from nag.meta.database import ASSETS
+from nag.meta.features import DatasetEncoderConfig, build_extractor
+from nag.schema import Settings
 from nag.wandb_utils import log_metrics
 
 HISTORY = "history.jsonl"
+
+
+class MetaPredictorPath(Settings):
+    path: str | None  # null = nag/assets/predictors/meta_<space>_digits.pt
+
+
+class TransferNASConfig(SamplingConfig):
+    meta_predictor: MetaPredictorPath
+    dataset_encoder: DatasetEncoderConfig
+    n_per_class: PositiveInt
+    guidance: GuideSpec
+    n_candidates: PositiveInt
+    top_k: PositiveInt
+    train: TrainBudget
 
 
 def resolve_meta_predictor(cfg: DictConfig, space) -> Any:
@@ -67,23 +85,19 @@ def distinct_by_class(space, archs: list) -> list:
     return out
 
 
-@experiment("transfer_nas")
+@experiment("transfer_nas", schema=TransferNASConfig)
 def transfer_nas(cfg: DictConfig) -> dict:
-    from nag.diffusion.guidance import Guide
-
     start = time.perf_counter()
     space, task, budget = build_space(cfg), build_task(cfg), build_budget(cfg)
     seed, k = int(cfg.seed), int(cfg.top_k)
-    prior = load_configured_prior(cfg, space)
+    prior = load_prior(cfg.prior.path, space)
     meta = resolve_meta_predictor(cfg, space)
 
     # 1-2. encode the task, generate guided candidates
     extractor = build_extractor(plain(cfg.dataset_encoder))
     predictor = meta.for_task(extractor.task_features(task, int(cfg.n_per_class), seed))
-    guidance = plain(cfg.guidance)
-    guide = Guide(predictor, weight=float(guidance["weight"]), direction="max", schedule=str(guidance["schedule"]),
-                  scale=str(guidance.get("scale", "standardized")))
-    sampler = build_sampler(prior, cfg, [guide])
+    guide = GuideSpec(**plain(cfg.guidance)).build(predictor)
+    sampler = build_sampler(prior, SamplerSettings.pick(cfg), [guide])
     gen_start = time.perf_counter()
     candidates = distinct_by_class(space, sampler.sample(int(cfg.n_candidates), seed=seed))
     generate_s = time.perf_counter() - gen_start
@@ -115,7 +129,9 @@ def transfer_nas(cfg: DictConfig) -> dict:
         jobs = []
         if needed:
             shared_space, shared_task = executor.share(space), executor.share(task)
-            jobs = [Job(name, train_eval, (shared_space, arch, shared_task, budget, seed)) for name, arch in needed.items()]
+            trainer = {"trainer": trainer_settings(cfg)}
+            jobs = [Job(name, train_eval, (shared_space, arch, shared_task, budget, seed), trainer)
+                    for name, arch in needed.items()]
         n_archs = len({name for _, name, _ in plan})
         done = tqdm(executor.run(jobs), total=n_archs, initial=n_archs - len(needed), desc="transfer_nas: train",
                     unit="arch", disable=None)

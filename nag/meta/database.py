@@ -19,6 +19,7 @@ from nag.data.recipes import TaskSpec
 from nag.errors import MissingDataError
 from nag.io import RowStore
 
+ASSETS = Path(__file__).resolve().parents[1] / "assets"  # what nag ships: priors, predictors, meta-databases
 
 MetaRow = dict  # one JSON row, keys documented in the module docstring
 

@@ -7,13 +7,17 @@ from typing import Any
 from torch import Tensor
 
 from nag.meta.database import TaskSpec
+from nag.modules.nets.feature_extractor import ImageFeatureExtractor
+from nag.schema import factory_config
+
+# The ``dataset_encoder:`` config block: ImageFeatureExtractor's settings (backbone, pretrained_path, ...).
+DatasetEncoderConfig = factory_config(ImageFeatureExtractor, kind="dataset encoder")
 
 
-def build_extractor(config: Mapping[str, Any] | None):
-    """The ImageFeatureExtractor of ``dataset_encoder`` config keys (backbone, pretrained_path, ...)."""
-    from nag.modules.nets.feature_extractor import ImageFeatureExtractor
-
-    return ImageFeatureExtractor(**dict(config or {}))
+def build_extractor(config: Mapping[str, Any] | None) -> ImageFeatureExtractor:
+    """The ImageFeatureExtractor of ``dataset_encoder`` config keys (checked against its signature)."""
+    settings = DatasetEncoderConfig.model_validate(dict(config or {})).settings()
+    return ImageFeatureExtractor(**settings)
 
 
 def spec_features(

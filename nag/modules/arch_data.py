@@ -9,14 +9,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from functools import cached_property
-from typing import Any
+from typing import Annotated, Any
 
 import lightning as L
 import numpy as np
 import torch
+from pydantic import Field
 from torch import Tensor
 
 from nag.errors import ConfigError, NotFiniteSpaceError
+from nag.schema import checked, factory_config
 from nag.spaces.base import Arch, SearchSpace
 
 
@@ -37,19 +39,16 @@ class ArchDataModule(L.LightningDataModule):
             optional cap on the number of training archs (a prefix of the training split).
     """
 
+    @checked
     def __init__(
         self,
         space: SearchSpace,
-        split_ratio: float = 0.5,
-        batch_size: int = 256,
+        split_ratio: Annotated[float, Field(gt=0, le=1)] = 0.5,
+        batch_size: Annotated[int, Field(ge=1)] = 256,
         seed: int = 0,
-        n_samples: int | None = None,
+        n_samples: Annotated[int, Field(ge=1)] | None = None,
     ) -> None:
         super().__init__()
-        if not 0.0 < split_ratio <= 1.0:
-            raise ConfigError(f"split_ratio must be in (0, 1], got {split_ratio}")
-        if n_samples is not None and n_samples < 1:
-            raise ConfigError(f"n_samples must be a positive int or null, got {n_samples}")
         self.space = space
         self.split_ratio = float(split_ratio)
         self.batch_size = int(batch_size)
@@ -161,3 +160,7 @@ class SeededBatches:
             self._step += 1
             idx = order[b * self.batch_size : (b + 1) * self.batch_size]
             yield (self.states[idx[self.rank :: self.world]],)
+
+
+# The ``data:`` config block of train_prior: ArchDataModule's settings (the space comes from ``space``).
+ArchDataConfig = factory_config(ArchDataModule, kind="data", skip=1)

@@ -11,9 +11,10 @@ from __future__ import annotations
 import copy
 import os
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Annotated, Any
 
 import torch
+from pydantic import Field
 from torch import Tensor, nn
 
 from nag.errors import ConfigError
@@ -31,6 +32,7 @@ from nag.modules.predictor import (
     target_stats,
     train_module,
 )
+from nag.schema import factory_config
 from nag.spaces.base import Arch, SearchSpace
 
 DEFAULT_META_NET: dict[str, Any] = {"name": "meta", "conv": "dgcn", "hidden": 64, "layers": 4, "task_dim": 64}
@@ -244,14 +246,14 @@ def fit_meta_predictor(
     sde_config: Mapping[str, Any],
     *,
     target: str = "accuracy",
-    ensemble: int = 1,
-    steps: int | None = 3000,
-    epochs: int | None = None,
-    batch_size: int = 128,
-    lr: float = 1e-3,
+    ensemble: Annotated[int, Field(ge=1)] = 1,
+    steps: Annotated[int, Field(ge=1)] | None = 3000,
+    epochs: Annotated[int, Field(ge=1)] | None = None,
+    batch_size: Annotated[int, Field(ge=1)] = 128,
+    lr: Annotated[float, Field(gt=0)] = 1e-3,
     net_config: Mapping[str, Any] | None = None,
     noise_aware: bool = True,
-    clean_frac: float = 0.25,
+    clean_frac: Annotated[float, Field(ge=0, le=1)] = 0.25,
     seed: int = 0,
     progress: bool = False,
     logger: Any = None,
@@ -305,8 +307,14 @@ def fit_meta_predictor(
     return module.meta_predictor(space)
 
 
+# The ``meta_predictor:`` config block of train_meta_predictor: fit_meta_predictor's options.
+MetaPredictorOptions = factory_config(
+    fit_meta_predictor, kind="meta-predictor options", skip=4, exclude=("seed", "progress", "logger", "trainer")
+)
+
 __all__ = [
     "DEFAULT_META_NET",
+    "MetaPredictorOptions",
     "MetaPredictor",
     "MetaPredictorModule",
     "MetaPredictorNet",

@@ -14,16 +14,16 @@ own noise draws) gives a mean and an (epistemic) variance across members; M = 1 
 """
 from __future__ import annotations
 
-import inspect
 import math
 import os
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar
 
 import lightning as L
 import numpy as np
 import torch
+from pydantic import Field
 from torch import Tensor, nn
 
 from nag.io import atomic_torch_save
@@ -31,6 +31,7 @@ from nag.diffusion.sde import SDE, bcast, build_sde, perturb, sample_time
 from nag.errors import CheckpointMismatchError, ConfigError
 from nag.modules.trainer import TrainerSettings, build_trainer, quiet_lightning
 from nag.registry import Registry
+from nag.schema import factory_config
 from nag.spaces.base import Arch, SearchSpace
 
 PREDICTOR_NETS: Registry[nn.Module] = Registry("predictor network", group="nag.predictor_nets")
@@ -50,28 +51,12 @@ def _register_builtins() -> None:
         import nag.modules.meta_predictor  # noqa: F401  (registers "meta" and "task_bound")
 
 
-def accepted_options(factory: Any) -> set[str]:
-    """Config keys a member factory accepts; ``**kwargs`` follow its ``forwards_kwargs_to``."""
-    params = inspect.signature(factory).parameters
-    names = {n for n, p in params.items() if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)}
-    names -= {"self", "num_ops", "adjacency", "num_targets"}
-    target = getattr(factory, "forwards_kwargs_to", None)
-    if target is not None and any(p.kind is p.VAR_KEYWORD for p in params.values()):
-        names |= accepted_options(target)
-    return names
-
-
 def build_member(net_config: Mapping[str, Any], num_ops: int, adjacency: Tensor, num_targets: int) -> nn.Module:
     """One member network from ``{"name": ..., **options}``; unknown options are a ConfigError."""
     _register_builtins()
     cfg = dict(net_config)
     name = cfg.pop("name", "gnn")
-    factory = PREDICTOR_NETS.get(name)
-    accepted = accepted_options(factory)
-    unknown = sorted(set(cfg) - accepted)
-    if unknown:
-        raise ConfigError(f"unknown {name!r} predictor option(s) {unknown}; accepted: {sorted(accepted)}")
-    return factory(num_ops=num_ops, adjacency=adjacency, num_targets=num_targets, **cfg)
+    return PREDICTOR_NETS.build(name, num_ops, adjacency, num_targets, **cfg)  # checked against its signature
 
 
 def build_members(
@@ -543,14 +528,14 @@ def fit_predictor(
     sde_config: Mapping[str, Any],
     *,
     targets: Sequence[str] | None = None,
-    ensemble: int = 1,
-    steps: int | None = 1000,
-    epochs: int | None = None,
-    batch_size: int = 128,
-    lr: float = 2e-3,
+    ensemble: Annotated[int, Field(ge=1)] = 1,
+    steps: Annotated[int, Field(ge=1)] | None = 1000,
+    epochs: Annotated[int, Field(ge=1)] | None = None,
+    batch_size: Annotated[int, Field(ge=1)] = 128,
+    lr: Annotated[float, Field(gt=0)] = 2e-3,
     net_config: Mapping[str, Any] | None = None,
     noise_aware: bool = True,
-    clean_frac: float = 0.25,
+    clean_frac: Annotated[float, Field(ge=0, le=1)] = 0.25,
     seed: int = 0,
     progress: bool = False,
     logger: Any = None,
@@ -599,8 +584,25 @@ def fit_predictor(
     return module.predictor(space)
 
 
+def fit_on_table(
+    table: Any, rows: Sequence[int], targets: Sequence[str], sde_config: Mapping[str, Any], seed: int = 0,
+    **options: Any,
+) -> Predictor:
+    """``fit_predictor`` on rows ``rows`` of a ``BenchmarkTable``: its archs and its ``targets`` columns."""
+    rows = np.asarray(rows)
+    archs = [table.archs[i] for i in rows]
+    return fit_predictor(table.space, archs, {k: table.values(k)[rows] for k in targets}, sde_config,
+                         targets=list(targets), seed=seed, **options)
+
+
+# The ``predictor:`` config block: fit_predictor's options (the experiment supplies the data).
+PredictorOptions = factory_config(
+    fit_predictor, kind="predictor options", skip=4, exclude=("targets", "seed", "progress", "logger", "trainer")
+)
+
 __all__ = [
     "DEFAULT_NET",
+    "PredictorOptions",
     "PREDICTOR_NETS",
     "Predictor",
     "PredictorModule",
@@ -610,6 +612,7 @@ __all__ = [
     "build_member",
     "build_members",
     "check_space",
+    "fit_on_table",
     "fit_predictor",
     "masked_mse",
     "noisy_state",

@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Mapping
-from typing import Any
+from typing import Annotated, Any
 
 import lightning as L
 import torch
+from pydantic import Field
 from torch import Tensor, nn
 
 from nag.diffusion.sde import SDE, bcast, build_sde, perturb, sample_time
 from nag.modules.nets import build_score_net
+from nag.schema import factory_config
 
 
 def net_output(net: nn.Module, sde: SDE, x: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:
@@ -61,10 +63,10 @@ class ScoreModule(L.LightningModule):
         positions: Any,
         sde_config: Mapping[str, Any],
         net_config: Mapping[str, Any],
-        lr: float = 2e-4,
-        warmup_steps: int = 200,
-        ema_decay: float = 0.999,
-        grad_clip: float = 1.0,
+        lr: Annotated[float, Field(gt=0)] = 2e-4,
+        warmup_steps: Annotated[int, Field(ge=0)] = 200,
+        ema_decay: Annotated[float, Field(ge=0, lt=1)] = 0.999,
+        grad_clip: Annotated[float, Field(ge=0)] = 1.0,
     ) -> None:
         super().__init__()
         adjacency = torch.as_tensor(adjacency, dtype=torch.float32)
@@ -150,3 +152,14 @@ class ScoreModule(L.LightningModule):
         super().train(mode)
         self.ema.eval()  # the EMA copy never trains (no dropout)
         return self
+
+
+PositiveInt = Annotated[int, Field(ge=1)]
+
+# The ``train:`` config block of train_prior: ScoreModule's optimiser settings plus the run's length
+# and cadence (its own keys, stated in experiments/experiment/train_prior.yaml).
+ScoreTrainConfig = factory_config(
+    ScoreModule, kind="score-model training", skip=5,
+    max_steps=(PositiveInt, ...), ckpt_every=(PositiveInt, ...), log_every=(PositiveInt, ...),
+    progress_every=(PositiveInt, ...),
+)

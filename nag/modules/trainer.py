@@ -8,49 +8,39 @@ import contextlib
 import logging
 import warnings
 from collections.abc import Iterator, Mapping
-from dataclasses import asdict, dataclass, fields, replace
-from typing import Any
+from typing import Annotated, Any, ClassVar, Literal
 
 import lightning as L
+from pydantic import Field
+
+from nag.schema import Settings
 
 PRECISIONS = ("32", "32-true", "16-mixed", "bf16-mixed", "64-true", "16-true", "bf16-true")
 STRATEGIES = ("auto", "ddp", "ddp_spawn", "ddp_find_unused_parameters_true", "fsdp", "deepspeed", "single_device")
+ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps", "tpu", "hpu")
 
 
-@dataclass(frozen=True)
-class TrainerSettings:
-    """Where and how a Trainer runs.
+class TrainerSettings(Settings):
+    """Where and how a Trainer runs (the ``trainer/`` config group).
 
     Args:
         accelerator: ``auto`` (a GPU when there is one), ``cpu``, ``gpu``, ``cuda``, ``mps``, ``tpu``.
-        devices: how many devices (or ``auto``); more than one needs a distributed ``strategy``.
+        devices: how many devices (an int >= 1, -1 for all, or ``auto``) or which (a list of
+            indices); more than one needs a distributed ``strategy``.
         strategy: Lightning's strategy: ``auto``, ``ddp``, ``ddp_spawn``, ...
         precision: ``32`` / ``32-true``, ``16-mixed``, ``bf16-mixed``, ...
         deterministic: Lightning's ``deterministic`` flag (``warn`` warns on nondeterministic ops).
         num_nodes: machines in a multi-node run (SLURM, torchrun).
     """
 
-    accelerator: str = "auto"
-    devices: int | str = 1
+    settings_name: ClassVar[str] = "trainer"
+
+    accelerator: Literal[ACCELERATORS] = "auto"  # type: ignore[valid-type]
+    devices: Annotated[int, Field(ge=1)] | Literal[-1, "auto"] | list[Annotated[int, Field(ge=0)]] = 1
     strategy: str = "auto"
-    precision: str = "32-true"
-    deterministic: bool | str | None = None
-    num_nodes: int = 1
-
-    @classmethod
-    def from_any(cls, value: TrainerSettings | Mapping[str, Any] | None) -> TrainerSettings:
-        """None (the defaults), a mapping of fields, or a TrainerSettings."""
-        if value is None:
-            return cls()
-        if isinstance(value, cls):
-            return value
-        return cls(**dict(value))
-
-    def with_(self, **changes: Any) -> TrainerSettings:
-        return replace(self, **changes)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+    precision: Literal[PRECISIONS] | Literal[16, 32, 64] = "32-true"  # type: ignore[valid-type]
+    deterministic: bool | Literal["warn"] | None = None
+    num_nodes: Annotated[int, Field(ge=1)] = 1
 
     @property
     def distributed(self) -> bool:
@@ -60,7 +50,7 @@ class TrainerSettings:
 
 def trainer_kwargs(settings: TrainerSettings) -> dict[str, Any]:
     """The Trainer keyword arguments that ``settings`` sets."""
-    return {f.name: getattr(settings, f.name) for f in fields(settings)}
+    return settings.model_dump()
 
 
 def build_trainer(settings: TrainerSettings | Mapping[str, Any] | None = None, **kwargs: Any) -> L.Trainer:
@@ -103,4 +93,4 @@ def quiet_lightning(enabled: bool = True) -> Iterator[None]:
             lg.setLevel(level)
 
 
-__all__ = ["PRECISIONS", "STRATEGIES", "TrainerSettings", "build_trainer", "quiet_lightning", "trainer_kwargs"]
+__all__ = ["ACCELERATORS", "PRECISIONS", "STRATEGIES", "TrainerSettings", "build_trainer", "quiet_lightning", "trainer_kwargs"]

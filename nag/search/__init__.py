@@ -1,66 +1,73 @@
 """Search: the resumable search loop, baselines, and BO with pluggable pools (evaluators are in
 nag.evaluation).
 
-A *method* is a named preset of a search method and its settings (``METHODS``); the bo_nas
-experiment and the NB201 search benchmark pick methods by these names, so both run the same
-configurations.
+A *method* is a named preset of a search method and its settings: ``experiments/method/<name>.yaml``
+(``{name, searcher, **settings}``), the same file ``python -m nag.run experiment=bo_nas method=<name>``
+composes. The bo_nas experiment and the NB201 search benchmark pick methods by these names, so
+both run the same configurations. A preset states only what is special about it; every other
+setting is the search method's own default (e.g. ``BayesOpt``'s ``n_init=5`` and Thompson
+sampling, shared by every BO preset, and the prior pools' solver, ``DEFAULT_SOLVER``).
 """
 from __future__ import annotations
 
 import copy
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
-from nag.errors import UnknownNameError
+from nag.config_files import group_options, load_option
+from nag.schema import FactoryConfig
 from nag.search.loop import SEARCHERS, SearchContext, Searcher, SearchResult, build_searcher, run_search
 from nag.search.state import SearchState
 
-# Shared by every BO preset, so the comparison stays fair: random queries before the first fit
-# (NB201, tuning seeds 100-139, rank_gauss targets: 5 beat 10 for both diffusion_bo and bananas;
-# docs/search.md) and, for the two presets that sample the prior, the same fast deterministic
-# sampler (probability-flow ODE, 15 Heun steps).
-BO_N_INIT = 5
-PRIOR_SOLVER: dict[str, Any] = {"name": "ode", "steps": 15, "method": "heun"}
 
-# method name -> (search method in SEARCHERS, its default settings)
-METHODS: dict[str, tuple[str, dict[str, Any]]] = {
-    "random": ("random", {}),
-    "evolution": ("evolution", {"population": 20, "sample_size": 5}),
-    "local": ("local", {}),
-    "random_bo": ("bo", {"optimizer": "random_pool", "acquisition": "ts", "n_init": BO_N_INIT}),
-    "bananas": ("bo", {"optimizer": "mutation_pool", "acquisition": "ts", "n_init": BO_N_INIT}),
-    # the whole (finite) space as the pool: the ceiling of any acquisition optimiser with this surrogate
-    "exhaustive_bo": ("bo", {"optimizer": "exhaustive", "acquisition": "ts", "n_init": BO_N_INIT}),
-    "prior_filter": ("bo", {"optimizer": "prior_filter", "acquisition": "ts", "n_init": BO_N_INIT,
-                            "optimizer_params": {"n_samples": 100, "solver": PRIOR_SOLVER}}),
-    # every other round ranks a pool of guided samples, the rounds between a bananas pool; one mixed
-    # pool let Thompson sampling pick mutations for lucky draws (docs/search.md, "alternate")
-    "diffusion_bo": ("bo", {
-        "optimizer": "diffusion", "acquisition": "ts", "n_init": BO_N_INIT,
-        "optimizer_params": {"n_samples": 64, "solver": PRIOR_SOLVER, "weight": 10.0, "diversity": 1.0,
-                             "trust_top": 10, "trust_weight": 3.0, "mutations": 200, "alternate": True},
-    }),
-}
+class MethodConfig(FactoryConfig):
+    """The ``method:`` config block (group ``method/``): a preset's ``name``, its ``searcher`` (a
+    name in ``SEARCHERS``) and that searcher's settings, checked against its signature."""
+
+    kind: ClassVar[str] = "search method"
+    skip: ClassVar[int] = 1  # the space
+
+    name: str
+    searcher: str
+
+    @classmethod
+    def factory_for(cls, data: Mapping[str, Any]) -> Any:
+        import nag.search.baselines  # noqa: F401  (registers the built-in methods)
+        import nag.search.bo  # noqa: F401
+
+        searcher = data.get("searcher")
+        return SEARCHERS.get(searcher) if isinstance(searcher, str) else None
+
+    @classmethod
+    def describe_plugin(cls, data: Mapping[str, Any]) -> str:
+        return f"search method {data.get('name')!r} ({data.get('searcher')})"
 
 
-def method_settings(method: str, overrides: dict[str, Any] | None = None) -> tuple[str, dict[str, Any]]:
-    """(searcher name, settings) of ``method``, with ``overrides`` merged one level deep."""
-    if method not in METHODS:
-        raise UnknownNameError(f"unknown search method {method!r}. Known methods: {', '.join(sorted(METHODS))}")
-    searcher, settings = METHODS[method]
-    settings = copy.deepcopy(settings)
+def list_methods() -> list[str]:
+    """Names of the search-method presets (``experiments/method/*.yaml``)."""
+    return list(group_options("method"))
+
+
+def method_settings(method: str | Mapping[str, Any], overrides: Mapping[str, Any] | None = None) -> tuple[str, dict[str, Any]]:
+    """(searcher name, settings) of preset ``method`` (a name, or its loaded ``{name, searcher, ...}``
+    mapping), with ``overrides`` merged one level deep."""
+    preset = load_option("method", method) if isinstance(method, str) else copy.deepcopy(dict(method))
+    preset.pop("name", None)
+    searcher = str(preset.pop("searcher"))
     for key, value in (overrides or {}).items():
-        if isinstance(value, dict) and isinstance(settings.get(key), dict):
-            settings[key] = {**settings[key], **value}
+        if isinstance(value, Mapping) and isinstance(preset.get(key), Mapping):
+            preset[key] = {**preset[key], **value}
         else:
-            settings[key] = value
-    return searcher, settings
+            preset[key] = value
+    return searcher, preset
 
 
-def build_method(method: str, space: Any, overrides: dict[str, Any] | None = None) -> Searcher:
-    """The searcher of preset ``method`` on ``space``."""
+def build_method(method: str | Mapping[str, Any], space: Any, overrides: Mapping[str, Any] | None = None) -> Searcher:
+    """The searcher of preset ``method`` (a name or a loaded preset) on ``space``."""
+    name = method if isinstance(method, str) else str(method.get("name", method.get("searcher")))
     searcher, settings = method_settings(method, overrides)
     built = build_searcher(searcher, space, **settings)
-    built.name = method  # the state file and results name the preset, not the generic searcher
+    built.name = name  # the state file and results name the preset, not the generic searcher
     return built
 
 
@@ -72,7 +79,8 @@ __all__ = [
     "SearchState",
     "build_searcher",
     "run_search",
-    "METHODS",
-    "method_settings",
+    "MethodConfig",
     "build_method",
+    "list_methods",
+    "method_settings",
 ]

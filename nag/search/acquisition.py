@@ -12,7 +12,8 @@ from typing import Any, Callable
 import numpy as np
 from scipy.stats import norm
 
-from nag.registry import Registry, check_settings
+from nag.registry import Registry
+from nag.schema import check_settings
 
 Acquisition = Callable[..., np.ndarray]  # (mean, std, best, rng) -> scores
 

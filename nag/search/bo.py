@@ -20,17 +20,22 @@ from __future__ import annotations
 import functools
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from typing import Any, Callable, ClassVar
+from typing import Annotated, Any, Callable, ClassVar
 
 import numpy as np
+from pydantic import Field
 
 from nag.errors import ConfigError
 from nag.registry import Registry
+from nag.schema import checked
 from nag.search.acquisition import get_acquisition
 from nag.search.loop import SEARCHERS, SearchContext, Searcher
 from nag.search.targets import TARGET_TRANSFORMS, transform_targets
 from nag.search.surrogate import DEFAULT_SDE, check_surrogate, fit_surrogate, predict_mean_std, torch_threads
 from nag.spaces.base import Arch, SearchSpace
+
+
+PositiveInt = Annotated[int, Field(ge=1)]
 
 
 # ----- acquisition optimisers (candidate pools) ------------------------------------------------
@@ -39,9 +44,7 @@ class PoolOptimizer(ABC):
 
     name: ClassVar[str] = "pool"
 
-    def __init__(self, space: SearchSpace, pool_size: int = 200, by_canonical: bool = True) -> None:
-        if pool_size < 1:
-            raise ConfigError(f"pool_size must be >= 1, got {pool_size}")
+    def __init__(self, space: SearchSpace, pool_size: PositiveInt = 200, by_canonical: bool = True) -> None:
         self.space = space
         self.pool_size = pool_size
         self.by_canonical = by_canonical
@@ -88,21 +91,17 @@ class MutationPool(PoolOptimizer):
 
     name = "mutation_pool"
 
+    @checked
     def __init__(
         self,
         space: SearchSpace,
-        pool_size: int = 200,
-        n_parents: int = 10,
-        max_edits: int = 1,
-        random_frac: float = 0.0,
+        pool_size: PositiveInt = 200,
+        n_parents: PositiveInt = 10,
+        max_edits: PositiveInt = 1,
+        random_frac: Annotated[float, Field(ge=0, le=1)] = 0.0,
         by_canonical: bool = True,
     ) -> None:
         super().__init__(space, pool_size, by_canonical)
-        if n_parents < 1 or max_edits < 1 or not 0.0 <= random_frac <= 1.0:
-            raise ConfigError(
-                f"mutation_pool needs n_parents >= 1, max_edits >= 1, 0 <= random_frac <= 1; got "
-                f"{n_parents}, {max_edits}, {random_frac}"
-            )
         self.n_parents = n_parents
         self.max_edits = max_edits
         self.random_frac = random_frac
@@ -140,7 +139,7 @@ class ExhaustivePool(PoolOptimizer):
 
     name = "exhaustive"
 
-    def __init__(self, space: SearchSpace, pool_size: int = 200, by_canonical: bool = True) -> None:
+    def __init__(self, space: SearchSpace, pool_size: PositiveInt = 200, by_canonical: bool = True) -> None:
         super().__init__(space, pool_size, by_canonical)
         if space.size is None or space.size > EXHAUSTIVE_MAX:
             size = "not finite" if space.size is None else f"{space.size:.3g} archs"
@@ -222,7 +221,7 @@ class DiffusionPool(PoolOptimizer):
             surrogate's raw output.
         kappa: exploration bonus of the guidance objective (UCB), in ensemble stds.
         schedule: guidance weight schedule ("constant", "linear", "cosine").
-        solver: solver name or config (default: PC with ``steps`` steps).
+        solver: solver name or config (None: ``nag.diffusion.solvers.DEFAULT_SOLVER``).
         trust_top, trust_radius, trust_weight: an ``IncumbentMixture`` guide around the
             ``trust_top`` best archs (0 = none), radius in changed nodes, and its weight.
         diversity: weight of a ``DiversityGuide`` (particle guidance: the samples of a batch repel
@@ -238,25 +237,25 @@ class DiffusionPool(PoolOptimizer):
 
     name = "diffusion"
 
+    @checked
     def __init__(
         self,
         space: SearchSpace,
-        pool_size: int = 200,
-        n_samples: int = 200,
+        pool_size: PositiveInt = 200,
+        n_samples: PositiveInt = 200,
         prior: Any = None,
         weight: float = 10.0,
         kappa: float = 0.0,
         schedule: str = "constant",
         solver: Any = None,
-        steps: int = 100,
-        batch_size: int = 256,
-        trust_top: int = 0,
-        trust_radius: float = 1.0,
+        batch_size: PositiveInt = 256,
+        trust_top: Annotated[int, Field(ge=0)] = 0,
+        trust_radius: Annotated[float, Field(gt=0)] = 1.0,
         trust_weight: float = 1.0,
-        diversity: float = 0.0,
+        diversity: Annotated[float, Field(ge=0)] = 0.0,
         guide_surrogate: str = "fast",
         guide_params: dict[str, Any] | None = None,
-        mutations: int = 0,
+        mutations: Annotated[int, Field(ge=0)] = 0,
         alternate: bool = False,
         scale: str = "standardized",
         by_canonical: bool = True,
@@ -283,17 +282,16 @@ class DiffusionPool(PoolOptimizer):
         self.weight = float(weight)
         self.kappa = float(kappa)
         self.schedule = schedule
-        self.solver = solver if solver is not None else {"name": "pc", "steps": steps}
+        self.solver = solver
         self.batch_size = batch_size
 
     @property
     def prior(self) -> Any:
         """The prior, loaded on first use."""
         if self._prior is None or isinstance(self._prior, (str, bytes)) or hasattr(self._prior, "__fspath__"):
-            from nag.diffusion.prior import default_prior_path, load_prior
+            from nag.diffusion.prior import load_prior
 
-            path = self._prior if self._prior is not None else default_prior_path(self.space.name)
-            self._prior = load_prior(path, space=self.space)
+            self._prior = load_prior(self._prior, space=self.space)
         return self._prior
 
     def sde_config(self) -> dict[str, Any]:
@@ -302,7 +300,8 @@ class DiffusionPool(PoolOptimizer):
         return build_sde(self.prior.sde).config()
 
     def propose(self, ctx: SearchContext, surrogate: Any, targets: np.ndarray | None = None) -> list[Arch]:
-        from nag.diffusion.guidance import DiversityGuide, Guide, GuidedSampler
+        from nag.diffusion.guidance import Guide
+        from nag.diffusion.sampling import build_sampler
 
         y = history_values(ctx) if targets is None else np.asarray(targets, dtype=float)
         if self.alternate:
@@ -326,9 +325,11 @@ class DiffusionPool(PoolOptimizer):
             mixture = IncumbentMixture(build_sde(self.prior.sde), to_state(self.space, [q.arch for q in top]),
                                        np.array([q.value for q in top]), self.trust_radius)
             guides.append(Guide(mixture, weight=self.trust_weight, direction="max", scale="absolute"))  # a log-density
-        if self.diversity:
-            guides.append(DiversityGuide(weight=self.diversity))
-        sampler = GuidedSampler(self.prior, guides, solver=self.solver, batch_size=self.batch_size)
+        settings = {"batch_size": self.batch_size, "diversity": {"weight": self.diversity}}
+        if self.solver is not None:  # a name, a config mapping or a Solver
+            solver = self.solver.config() if hasattr(self.solver, "config") else self.solver
+            settings["solver"] = {"name": solver} if isinstance(solver, str) else solver
+        sampler = build_sampler(self.prior, settings, guides)
         archs = ctx.fresh(sampler.sample(self.n_samples, seed=ctx.torch_seed()), self.by_canonical)[: self.pool_size]
         self.origin = dict.fromkeys(archs, "guided" if guides else "prior")
         if self.local is not None and not self.alternate:
@@ -391,7 +392,9 @@ class BayesOpt(Searcher):
         n_init: random queries before the first surrogate fit.
         q: archs evaluated per round, together (in flight at once on a parallel executor); the
             next round starts when all q are back (synchronous batches, docs/scale.md). The
-            ``n_init`` random queries go q at a time too, the same archs as one at a time.
+            ``n_init`` random queries go q at a time too, the same archs as one at a time. The
+            default n_init 5 is every BO preset's (NB201, tuning seeds 100-139, rank_gauss targets:
+            5 beat 10 for both diffusion_bo and bananas; docs/search.md), so presets compare fairly.
         surrogate: name in ``SURROGATES`` ("fast" ensemble MLP, or "predictor" = fit_predictor);
             ``surrogate_params`` go to it (``ensemble`` = members M).
         target_transform: name in ``TARGET_TRANSFORMS`` (``rank_gauss``, ``none``): the observed
@@ -413,26 +416,25 @@ class BayesOpt(Searcher):
     name = "bo"
     on_pool: Callable[..., None] | None = None
 
+    @checked
     def __init__(
         self,
         space: SearchSpace,
         acquisition: str = "ts",
         optimizer: str = "mutation_pool",
-        n_init: int = 10,
-        q: int = 1,
+        n_init: PositiveInt = 5,
+        q: PositiveInt = 1,
         acquisition_params: dict[str, Any] | None = None,
         optimizer_params: dict[str, Any] | None = None,
         surrogate: str = "fast",
         surrogate_params: dict[str, Any] | None = None,
         target_transform: str = "rank_gauss",
         normal_form: bool = False,
-        threads: int | None = 1,
+        threads: PositiveInt | None = 1,
         sources: Sequence[Any] = (),
-        transfer_strength: float = 1.0,
+        transfer_strength: Annotated[float, Field(ge=0)] = 1.0,
     ) -> None:
         super().__init__(space)
-        if n_init < 1 or q < 1:
-            raise ConfigError(f"bo needs n_init >= 1 and q >= 1, got n_init={n_init}, q={q}")
         self.acquisition_name = acquisition
         self.acquisition = get_acquisition(acquisition, **(acquisition_params or {}))
         self.optimizer = build_pool_optimizer(optimizer, space, **(optimizer_params or {}))

@@ -17,14 +17,37 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, ClassVar
 
 import numpy as np
+from pydantic import Field
 
 from nag.errors import ConfigError
+from nag.schema import Settings
 from nag.spaces.base import Arch, SearchSpace
 
-SOURCE_KEYS = ("metrics", "paths", "meta_db", "meta_metric", "meta_tasks", "max_rows")
+
+class SourcePath(Settings):
+    """One entry of ``source.paths``: the column ``metric`` of the table at ``path``."""
+
+    path: str
+    metric: str
+
+
+class SourceConfig(Settings):
+    """The ``source:`` block of bo_nas and guided_generation (see the module docstring)."""
+
+    settings_name: ClassVar[str] = "source"
+
+    metrics: list[str] = []
+    paths: list[SourcePath] = []
+    meta_db: str | None = None
+    meta_metric: str = "val_acc"
+    meta_tasks: list[str] | None = None
+    max_rows: Annotated[int, Field(ge=1)] | None = None
+
+
+SOURCE_KEYS = tuple(SourceConfig.model_fields)
 
 
 @dataclass(frozen=True)
@@ -150,6 +173,33 @@ def load_sources(
     return sources
 
 
+def source_target(source: Source) -> str:
+    """A predictor's column for ``source`` (prefixed, so it never clashes with a table metric)."""
+    return f"source:{source.name}"
+
+
+def with_sources(
+    archs: Sequence[Arch], y: Mapping[str, np.ndarray], sources: Sequence[Source]
+) -> tuple[list[Arch], dict[str, np.ndarray]]:
+    """The union of ``archs`` (with their columns ``y``, each [n]) and the sources' archs; one more
+    column per source (``source_target``); each column NaN where its value is unknown (a
+    multi-task predictor masks those)."""
+    out_archs = list(archs)
+    position = {a: i for i, a in enumerate(out_archs)}
+    for src in sources:
+        for a in src.archs:
+            if a not in position:
+                position[a] = len(out_archs)
+                out_archs.append(a)
+    n = len(out_archs)
+    out = {k: np.concatenate([np.asarray(v, dtype=float), np.full(n - len(archs), np.nan)]) for k, v in y.items()}
+    for src in sources:
+        col = np.full(n, np.nan)
+        col[[position[a] for a in src.archs]] = src.values
+        out[source_target(src)] = col
+    return out_archs, out
+
+
 def n_source_rows(sources: Sequence[Source]) -> int:
     """How many source rows in all (``n_source`` in results)."""
     return sum(len(s) for s in sources)
@@ -157,6 +207,9 @@ def n_source_rows(sources: Sequence[Source]) -> int:
 
 __all__ = [
     "SOURCE_KEYS",
+    "SourceConfig",
+    "source_target",
+    "with_sources",
     "Source",
     "check_source_metric",
     "load_sources",

@@ -25,7 +25,8 @@ import torch
 from torch import Tensor, nn
 
 from nag.errors import ConfigError
-from nag.registry import Registry, check_settings
+from nag.registry import Registry
+from nag.schema import check_settings
 from nag.search.encodings import build_encoding
 from nag.spaces.base import Arch, SearchSpace
 

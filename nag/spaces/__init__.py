@@ -22,10 +22,15 @@ def get_space(name: str, **kwargs: Any) -> SearchSpace:
     return SPACES.build(name, **kwargs)
 
 
+def builtin_spaces() -> list[str]:
+    """Names of the spaces nag itself ships."""
+    return sorted(_BUILTINS)
+
+
 def list_spaces(pattern: str = "*") -> list[str]:
     """Names of all registered spaces matching an fnmatch ``pattern``."""
     _register_builtins()
     return SPACES.names(pattern)
 
 
-__all__ = ["SPACES", "SearchSpace", "Arch", "EMPTY", "as_rng", "coerce_arch", "get_space", "list_spaces"]
+__all__ = ["SPACES", "SearchSpace", "Arch", "EMPTY", "as_rng", "coerce_arch", "builtin_spaces", "get_space", "list_spaces"]

@@ -126,8 +126,10 @@ class SearchSpace(ABC):
         """Masked argmax: x [B, N, V] (in [0, 1] or [-1, 1], larger = more likely) -> tokens [B, N].
 
         An optional node is EMPTY when none of its allowed entries exceeds 0.5 on the [0, 1]
-        scale (the paper's threshold; see ``to_unit_scale``). Spaces with cross-node rules
-        override this (call super() and then enforce them).
+        scale (the paper's threshold; see ``to_unit_scale``). A space with rules across nodes
+        need not override this: ``decode`` repairs a row that ``from_tokens`` refuses with the
+        next-best tokens (``nearest_valid``). Override it only to repair differently (call
+        super() and then enforce the rules, as MobileNetV3's depth rule does).
         """
         masked = x.float().masked_fill(~self.allowed_ops().to(x.device), float("-inf"))
         tokens = masked.argmax(dim=-1)
@@ -139,14 +141,83 @@ class SearchSpace(ABC):
         return tokens
 
     def decode(self, x: Tensor) -> list[Arch]:
-        """x [B, N, V] (in [0, 1] or [-1, 1]) -> list of B valid archs."""
+        """x [B, N, V] (in [0, 1] or [-1, 1]) -> list of B valid archs.
+
+        Total for any space: a row whose decoded tokens ``from_tokens`` refuses (a rule across
+        nodes) becomes the most likely tokens it accepts (``nearest_valid``), so sampling never
+        dies on one bad decode.
+        """
         if x.dim() == 2:
             x = x.unsqueeze(0)
         if x.shape[1:] != (self.num_nodes, self.num_ops):
             raise ValueError(
                 f"{self.name}.decode expects [B, {self.num_nodes}, {self.num_ops}], got {list(x.shape)}"
             )
-        return self.from_tokens_batch(self.decode_tokens(x.detach().cpu()))
+        x = x.detach().cpu()
+        tokens = self.decode_tokens(x)
+        try:
+            return self.from_tokens_batch(tokens)
+        except InvalidArchError:
+            out = []
+            for row, toks in zip(x, tokens.tolist()):
+                try:
+                    out.append(self.from_tokens(toks))
+                except InvalidArchError:
+                    out.append(self.nearest_valid(row))
+            return out
+
+    def token_scores(self, x: Tensor) -> tuple[list[list[int]], list[list[float]]]:
+        """Per node of one state ``x [N, V]``, its possible tokens best first and their scores on the
+        [0, 1] scale (EMPTY, on an optional node, scores the 0.5 threshold). The order ``decode``
+        repairs a refused row in."""
+        unit = to_unit_scale(x.unsqueeze(0))[0]
+        allowed, optional = self.allowed_ops(), self.optional_nodes()
+        tokens, scores = [], []
+        for i in range(self.num_nodes):
+            cands = [(float(unit[i, v]), v) for v in allowed[i].nonzero(as_tuple=True)[0].tolist()]
+            if optional[i]:
+                cands.append((0.5, EMPTY))
+            cands.sort(key=lambda c: -c[0])  # stable: ties keep token order
+            tokens.append([t for _, t in cands])
+            scores.append([s for s, _ in cands])
+        return tokens, scores
+
+    def nearest_valid(self, x: Tensor, max_tries: int = 10_000) -> Arch:
+        """The most likely arch that ``from_tokens`` accepts for one state ``x [N, V]``.
+
+        Token assignments are tried best first by total score (each node's score from
+        ``token_scores``; a best-first walk over per-node ranks, so one refused rule costs the
+        fewest and least likely changes). After ``max_tries`` refusals the space's rules are
+        close to unsatisfiable near ``x``: a seeded random valid arch is returned, with a warning.
+        """
+        import heapq
+
+        tokens, scores = self.token_scores(x)
+        start = (0,) * self.num_nodes
+        heap = [(0.0, start)]
+        seen = {start}
+        for _ in range(max_tries):
+            if not heap:
+                break
+            loss, ranks = heapq.heappop(heap)
+            try:
+                return self.from_tokens([tokens[i][r] for i, r in enumerate(ranks)])
+            except InvalidArchError:
+                pass
+            for i, r in enumerate(ranks):
+                if r + 1 < len(tokens[i]):
+                    nxt = ranks[:i] + (r + 1,) + ranks[i + 1 :]
+                    if nxt not in seen:
+                        seen.add(nxt)
+                        heapq.heappush(heap, (loss + scores[i][r] - scores[i][r + 1], nxt))
+        import warnings
+
+        warnings.warn(
+            f"{self.name}: no token assignment near a sample passes from_tokens after {max_tries} tries; "
+            "decoding it as a random valid arch (check the space's rules, or override decode_tokens)",
+            stacklevel=2,
+        )
+        return self.sample(1, int(abs(hash(tuple(x.flatten().tolist()))) % 2**32))[0]
 
     def from_tokens_batch(self, tokens: Tensor) -> list[Arch]:
         """tokens [B, N] long -> B archs. Default: from_tokens per row; spaces may vectorise."""

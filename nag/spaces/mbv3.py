@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 import torch
@@ -27,9 +27,11 @@ import torch.nn.functional as F
 from timm.models._efficientnet_blocks import SqueezeExcite
 from timm.models._efficientnet_builder import decode_arch_def, round_channels
 from timm.models.mobilenetv3 import MobileNetV3
+from pydantic import Field
 from torch import Tensor, nn
 
 from nag.errors import ConfigError, InvalidArchError
+from nag.schema import checked
 from nag.spaces.base import EMPTY, SearchSpace, as_rng, coerce_arch
 
 KERNELS: tuple[int, ...] = (3, 5, 7)
@@ -108,20 +110,15 @@ class MBv3Space(SearchSpace):
     ops = tuple(f"k{k}_e{e}" for k, e in OP_PAIRS)
     num_nodes = NUM_STAGES * SLOTS
 
+    @checked
     def __init__(
         self,
-        width_mult: float = 1.0,
-        resolution: int = 224,
-        num_classes: int = 1000,
-        min_resolution: int = 32,
+        width_mult: Annotated[float, Field(gt=0)] = 1.0,
+        resolution: Annotated[int, Field(ge=1)] = 224,
+        num_classes: Annotated[int, Field(ge=1)] = 1000,
+        min_resolution: Annotated[int, Field(ge=1)] = 32,
         latency_cache: str | os.PathLike | None = None,
     ) -> None:
-        if not width_mult > 0:
-            raise ConfigError(f"mbv3 width_mult must be a positive float (e.g. 1.0 or 1.2), got {width_mult!r}")
-        ints = {"resolution": resolution, "num_classes": num_classes, "min_resolution": min_resolution}
-        for key, value in ints.items():
-            if not isinstance(value, int) or value < 1:
-                raise ConfigError(f"mbv3 {key} must be a positive int, got {value!r}")
         self.width_mult = float(width_mult)
         self.resolution = resolution
         self.num_classes = num_classes

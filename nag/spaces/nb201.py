@@ -9,12 +9,14 @@ from __future__ import annotations
 import itertools
 from collections.abc import Iterable, Sequence
 from functools import cached_property
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar
 
 import torch
+from pydantic import Field
 from torch import Tensor, nn
 
 from nag.errors import InvalidArchError
+from nag.schema import checked
 from nag.spaces.base import SearchSpace, coerce_arch
 from nag.spaces.costing import count_flops, count_params
 from nag.spaces.nb201_ops import EDGES, NB201Network
@@ -39,7 +41,8 @@ class NB201Space(SearchSpace):
     ops: tuple[str, ...] = ("input", "output") + CELL_OPS
     num_nodes: int = 8
 
-    def __init__(self, C: int = 16, N: int = 5) -> None:
+    @checked
+    def __init__(self, C: Annotated[int, Field(ge=1)] = 16, N: Annotated[int, Field(ge=1)] = 5) -> None:
         self.C = C
         self.N = N
 

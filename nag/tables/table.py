@@ -10,10 +10,12 @@ import math
 import os
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from pathlib import Path
+from typing import Any, ClassVar
 
 import numpy as np
 
 from nag.errors import ArchNotInTableError, ConfigError, InvalidArchError, MissingDataError, UnknownNameError
+from nag.schema import Settings
 from nag.spaces.base import Arch, SearchSpace, coerce_arch
 
 DOC = "docs/benchmark_tables.md"
@@ -30,6 +32,35 @@ DUPLICATE_POLICIES: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "first": lambda values: values[0],
     "mean": _mean_rows,
 }
+
+
+class BenchmarkConfig(Settings):
+    """The ``benchmark:`` config block (group ``benchmark/``): which table, which column.
+
+    ``arch``: how a row names its arch when the table has no ``arch`` column (see
+    ``nag.tables.readers.table_arch_fn``, e.g. ``{method: from_ofa, columns: [...]}``).
+    """
+
+    settings_name: ClassVar[str] = "benchmark"
+
+    path: str | None = None
+    metric: str | None = None
+    arch: dict[str, Any] | None = None
+
+
+def load_benchmark(benchmark: BenchmarkConfig | Mapping[str, Any] | None, space: SearchSpace) -> "BenchmarkTable":
+    """The table at ``benchmark.path`` (read with ``benchmark.arch``); MissingDataError naming the
+    key when the path is unset or absent."""
+    from nag.tables.readers import table_arch_fn
+
+    benchmark = BenchmarkConfig.from_any(benchmark)
+    if not benchmark.path:
+        raise MissingDataError(
+            "this run reads a benchmark table, but benchmark.path is not set; pass benchmark.path=/data/nb201/nb201.csv "
+            "(a CSV with an 'arch' column and numeric metric columns, docs/benchmark_tables.md)"
+        )
+    arch_fn = table_arch_fn(space, benchmark.arch) if benchmark.arch else None
+    return BenchmarkTable.from_csv(Path(benchmark.path).expanduser(), space, arch_fn=arch_fn)
 
 
 class BenchmarkTable:
@@ -188,6 +219,19 @@ class BenchmarkTable:
             column = self.values(metric)
             self._sorted[metric] = np.sort(column[np.isfinite(column)])
         return self._sorted[metric]
+
+    def check_metric(self, metric: str | None, key: str = "benchmark.metric") -> str:
+        """``metric`` if the table has that column; otherwise a ConfigError naming ``key`` and the columns."""
+        if metric not in self.metrics:
+            raise ConfigError(f"{key}={metric!r} is not a column of {self.source}; its metrics are {self.metrics}")
+        return str(metric)
+
+    def split(self, n_labeled: int, n_heldout: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+        """Row indices of ``n_labeled`` labeled archs and of up to ``n_heldout`` other archs (seeded)."""
+        if n_labeled >= len(self):
+            raise ConfigError(f"n_labeled={n_labeled} must be smaller than the table's {len(self)} archs")
+        order = np.random.default_rng(seed).permutation(len(self))
+        return order[:n_labeled], order[n_labeled : n_labeled + n_heldout]
 
     def quantile_threshold(self, metric: str, top_frac: float, higher_is_better: bool = True) -> float:
         """The value at/above which (below which, if not ``higher_is_better``) the best ``top_frac`` lie.

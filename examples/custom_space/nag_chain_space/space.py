@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Hashable, Sequence
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar
 
 import torch
+from pydantic import Field
 from torch import Tensor, nn
 
-from nag.errors import ConfigError, InvalidArchError
+from nag.errors import InvalidArchError
 from nag.spaces import SearchSpace
 
 OPS: tuple[str, ...] = ("conv3x3", "conv5x5", "dwconv3x3", "maxpool3x3", "skip")
@@ -75,9 +76,7 @@ class ChainCNNSpace(SearchSpace):
     ops: tuple[str, ...] = OPS
     num_nodes: int = SLOTS
 
-    def __init__(self, C: int = 16) -> None:
-        if isinstance(C, bool) or not isinstance(C, int) or C < 1:
-            raise ConfigError(f"chain_cnn: C must be an int >= 1, got {C!r}")
+    def __init__(self, C: Annotated[int, Field(ge=1)] = 16) -> None:  # the schema of space.C: an int >= 1
         self.C = C
 
     # ----- graph: a fixed chain 0 -> 1 -> 2 -> 3 ----------------------------------------

@@ -20,10 +20,11 @@ from __future__ import annotations
 import os
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import torch
 import torch.nn.functional as F
+from pydantic import Field
 from torch import Tensor, nn
 
 from nag.errors import ConfigError, MissingDataError
@@ -100,8 +101,8 @@ class ImageFeatureExtractor(nn.Module):
         self,
         backbone: str = "resnet18",
         pretrained_path: str | os.PathLike | None = None,
-        min_size: int = 32,
-        batch_size: int = 256,
+        min_size: Annotated[int, Field(ge=1)] = 32,
+        batch_size: Annotated[int, Field(ge=1)] = 256,
     ) -> None:
         super().__init__()
         import timm
