@@ -181,8 +181,28 @@ def test_meta_inputs_are_checked(space):
     rows = [("a", archs[0], 1.0), ("b", archs[1], 2.0)]
     with pytest.raises(ConfigError, match="without features"):
         fit_meta_predictor(space, rows, {"a": torch.zeros(2, 3, F)}, VE, steps=1)
-    with pytest.raises(ConfigError, match="share one"):
-        fit_meta_predictor(space, rows, {"a": torch.zeros(2, 3, F), "b": torch.zeros(3, 3, F)}, VE, steps=1)
+    with pytest.raises(ConfigError, match="training tasks must share n and F"):
+        fit_meta_predictor(space, rows, {"a": torch.zeros(2, 3, F), "b": torch.zeros(2, 4, F)}, VE, steps=1)
+    fit_meta_predictor(space, rows, {"a": torch.zeros(2, 3, F), "b": torch.ones(3, 3, F)}, VE, steps=1)  # 2 and 3 classes
+
+
+def test_tasks_with_different_class_counts_embed_as_alone():
+    """Padded to one [T, K, n, F] batch, each task's embedding is the one it gets alone: padding
+    classes are never read."""
+    from nag.modules.meta_predictor import pad_classes
+    from nag.modules.nets.set_encoder import DatasetEncoder
+
+    torch.manual_seed(0)
+    encoder = DatasetEncoder(F, hidden=16, out_dim=8, heads=2, num_inducing=4).eval()
+    tasks = [torch.randn(k, 3, F) for k in (2, 5, 3, 5)]
+    padded, counts = pad_classes(tasks, ["a", "b", "c", "d"])
+    assert padded.shape == (4, 5, 3, F) and counts.tolist() == [2, 5, 3, 5]
+    with torch.no_grad():
+        together = encoder(padded, counts)
+        alone = torch.stack([encoder(t) for t in tasks])
+        padded[0, 2:] = 100.0  # garbage in the padding changes nothing
+        assert torch.allclose(encoder(padded, counts), together)
+    assert torch.allclose(together, alone, atol=1e-5)
 
 
 # ----- where the dataset encoder's weights come from (encoder_weights in results.json) ----------

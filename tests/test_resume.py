@@ -283,7 +283,7 @@ def small_meta_db(tmp_path_factory) -> Path:
 
 def meta_predictor_overrides(db: Path, *extra: str) -> list[str]:
     return ["experiment=train_meta_predictor", f"meta_db.path={db}", "meta_predictor.steps=5",
-            "meta_predictor.ensemble=1", "holdout_tasks=2", "n_per_class=2", *extra]
+            "meta_predictor.ensemble=1", "folds=2", "n_per_class=2", *extra]
 
 
 def meta_predictor_cfg(db: Path, *extra: str):
@@ -316,21 +316,22 @@ def fits(monkeypatch) -> Fits:
 
 @pytest.fixture(scope="module")
 def meta_full(small_meta_db, uninterrupted) -> tuple[Path, dict]:
-    """The uninterrupted run: two held-out folds, then the final fit."""
+    """The uninterrupted run: two leave-task-out folds (each fits the meta-predictor and the
+    unconditioned network on 2 of the 4 tasks), then the final fit."""
     return uninterrupted("train_meta_predictor", meta_predictor_overrides(small_meta_db))
 
 
 @pytest.mark.parametrize("kill", KILLS)
 def test_train_meta_predictor_killed_resumes_exactly(small_meta_db, meta_full, tmp_path, monkeypatch, fits, kill):
-    """Killed during the second fold's fit, after the final checkpoint is written but before its row,
-    or halfway through the second fold's row."""
+    """Killed during the second fold's first fit, after the final checkpoint is written but before
+    its row, or halfway through the second fold's row."""
     import nag.experiments.train_meta_predictor as module
 
     full_dir, full = meta_full
     cfg = meta_predictor_cfg(small_meta_db)
     run = tmp_path / "run"
     if kill == "mid_round":
-        fits.kill_at = 2
+        fits.kill_at = 3
     elif kill == "state_written_row_not":
         kill_appends(monkeypatch, module, lambda row: row["fit"] == "final", torn=False)
     else:
@@ -345,7 +346,7 @@ def test_train_meta_predictor_killed_resumes_exactly(small_meta_db, meta_full, t
     fits.clear()
 
     resumed = run_experiment(cfg, out_dir=run)
-    assert fits == [12, 12, 16][finished:]  # resumed: only the fits not recorded, each on its rows
+    assert fits == [8, 8, 8, 8, 16][2 * finished:]  # resumed: only the fits not recorded, each on its rows
     assert without(resumed, "wall_s", "fit_s") == without(full, "wall_s", "fit_s")
     rows = rows_of(run / "progress.jsonl", torn=kill == "torn_last_line")
     assert [without(r, "fit_s") for r in rows] == [without(r, "fit_s") for r in read_jsonl(full_dir / "progress.jsonl")]
@@ -356,20 +357,21 @@ def test_train_meta_predictor_killed_resumes_exactly(small_meta_db, meta_full, t
 def test_train_meta_predictor_finished_run_is_not_refitted_and_other_settings_are_refused(
     small_meta_db, meta_full, fits, tmp_path
 ):
-    """A finished run reruns without a fit; holdout_tasks=3 adds the third fold only; a changed
-    setting is refused before any work."""
+    """A finished run reruns without a fit and gives the same results; another number of folds or
+    another setting is refused before any work."""
     import shutil
 
     full_dir, full = meta_full
     run = tmp_path / "run"
     shutil.copytree(full_dir, run)
     assert without(run_experiment(meta_predictor_cfg(small_meta_db), out_dir=run), "wall_s") == without(full, "wall_s")
-    more = run_experiment(meta_predictor_cfg(small_meta_db, "holdout_tasks=3"), out_dir=run)
-    assert fits == [12]  # only the new fold
+    assert fits == []
     rows = read_jsonl(run / "progress.jsonl")
-    assert rows[:3] == read_jsonl(full_dir / "progress.jsonl") and rows[3]["fit"].startswith("fold:")
-    folds = [r["spearman"] for r in rows if r["fit"].startswith("fold:")]
-    assert more["heldout_spearman"] == pytest.approx(sum(folds) / 3) and more["heldout_spearman_min"] == min(folds)
+    assert [r["fit"] for r in rows] == ["fold:0", "fold:1", "final"]
+    per_task = [s["meta"] for r in rows[:2] for s in r["scores"].values() if s["meta"] is not None]
+    assert full["heldout_spearman"] == pytest.approx(sum(per_task) / len(per_task))
+    with pytest.raises(ConfigError, match="other settings of folds. Use another output folder .*delete progress.jsonl"):
+        run_experiment(meta_predictor_cfg(small_meta_db, "folds=3"), out_dir=run)
     with pytest.raises(ConfigError, match="other settings of meta_predictor. Use another output folder .*delete progress.jsonl"):
         run_experiment(meta_predictor_cfg(small_meta_db, "meta_predictor.steps=6"), out_dir=run)
-    assert fits == [12]  # refused before any work
+    assert fits == []  # refused before any work

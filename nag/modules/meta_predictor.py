@@ -43,8 +43,9 @@ CHECKPOINT_VERSION = 1
 class MetaPredictorNet(nn.Module):
     """Graph encoder ⊕ dataset encoder -> head.
 
-    ``forward(x [B, N, V], t [B], task_features [U, K, n, F], index [B]) -> [B, num_targets]``:
-    row b uses task ``index[b]`` of the U task feature sets (each distinct task is encoded once).
+    ``forward(x [B, N, V], t [B], task_features [U, K, n, F], index [B], counts [U]) -> [B, num_targets]``:
+    row b uses task ``index[b]`` of the U task feature sets (each distinct task is encoded once);
+    ``counts``: each task's number of classes when tasks with fewer than K are padded.
 
     Args:
         feature_dim: F, size of the image features.
@@ -75,16 +76,16 @@ class MetaPredictorNet(nn.Module):
         self.head = mlp_head(self.encoder.out_dim + task_dim, head_hidden, num_targets, head_dropout)
         self.task_dim = task_dim
 
-    def embed_task(self, task_features: Tensor) -> Tensor:
-        """[K, n, F] -> [D], or [T, K, n, F] -> [T, D]."""
-        return self.dataset(task_features)
+    def embed_task(self, task_features: Tensor, counts: Tensor | None = None) -> Tensor:
+        """[K, n, F] -> [D], or [T, K, n, F] (``counts`` [T] classes each) -> [T, D]."""
+        return self.dataset(task_features, counts)
 
     def forward_embedded(self, x: Tensor, t: Tensor, task_emb: Tensor) -> Tensor:
         """x [B, N, V], t [B], task_emb [B, D] -> [B, num_targets]."""
         return self.head(torch.cat([self.encoder(x, t), task_emb], dim=-1))
 
-    def forward(self, x: Tensor, t: Tensor, task_features: Tensor, index: Tensor) -> Tensor:
-        return self.forward_embedded(x, t, self.embed_task(task_features)[index])
+    def forward(self, x: Tensor, t: Tensor, task_features: Tensor, index: Tensor, counts: Tensor | None = None) -> Tensor:
+        return self.forward_embedded(x, t, self.embed_task(task_features, counts)[index])
 
 
 class TaskBoundNet(nn.Module):
@@ -117,11 +118,13 @@ class MetaPredictorModule(PredictorModule):
     """PredictorModule whose members are conditioned on the task of each training row.
 
     Batches are ``(x0 [B, N, V], y [B, K] standardised, task_index [B])``; ``task_features``
-    ``[T, K, n, F]`` holds every training task's feature sets (a non-persistent buffer).
+    ``[T, K, n, F]`` holds every training task's feature sets (a non-persistent buffer), tasks
+    with fewer classes than K padded with zeros (``task_counts`` [T]: their real class counts).
 
     Args:
         task_names: the T training tasks, in the order of ``task_features``.
         task_features: [T, K, n, F] per-class feature sets.
+        task_counts: [T] classes of each task (None: all K).
         targets: default ``["accuracy"]``.
         **kwargs: PredictorModule options (noise_aware, ensemble, lr, clean_frac, seed, ...).
     """
@@ -135,6 +138,7 @@ class MetaPredictorModule(PredictorModule):
         task_features: Tensor,
         targets: Sequence[str] = ("accuracy",),
         net_config: Mapping[str, Any] | None = None,
+        task_counts: Tensor | None = None,
         **kwargs: Any,
     ) -> None:
         net_config = dict(net_config or DEFAULT_META_NET)
@@ -150,11 +154,13 @@ class MetaPredictorModule(PredictorModule):
         super().__init__(space_describe, adjacency, sde_config, list(targets), net_config, **kwargs)
         self.hparams["task_names"] = list(task_names)
         self.register_buffer("task_features", task_features, persistent=False)
+        counts = torch.full((len(task_names),), task_features.shape[1]) if task_counts is None else task_counts
+        self.register_buffer("task_counts", torch.as_tensor(counts, dtype=torch.long), persistent=False)
 
-    def condition(self, extra: Sequence[Tensor]) -> tuple[Tensor, Tensor]:
+    def condition(self, extra: Sequence[Tensor]) -> tuple[Tensor, Tensor, Tensor]:
         (task_index,) = extra
         tasks, index = torch.unique(task_index, return_inverse=True)
-        return self.task_features[tasks], index
+        return self.task_features[tasks], index, self.task_counts[tasks]
 
     def meta_predictor(self, space: SearchSpace | None = None) -> MetaPredictor:
         hp = self.hparams
@@ -226,6 +232,18 @@ class MetaPredictor(FrozenPredictor):
         )
 
 
+def pad_classes(features: Sequence[Tensor], names: Sequence[str]) -> tuple[Tensor, Tensor]:
+    """Per-task feature sets ``[K_i, n, F]`` -> one ``[T, max K, n, F]`` (zero-padded) and ``[T]`` K_i."""
+    shapes = {name: tuple(f.shape) for name, f in zip(names, features)}
+    if any(len(s) != 3 for s in shapes.values()) or len({s[1:] for s in shapes.values()}) != 1:
+        raise ConfigError(f"training tasks must share n and F in their [K, n, F] features; got {shapes}")
+    k = max(f.shape[0] for f in features)
+    padded = torch.zeros(len(features), k, *features[0].shape[1:])
+    for i, f in enumerate(features):
+        padded[i, : f.shape[0]] = f
+    return padded, torch.tensor([f.shape[0] for f in features])
+
+
 def _rows_to_arrays(rows: Sequence[Any]) -> tuple[list[str], list[Arch], list[float]]:
     tasks, archs, values = [], [], []
     for row in rows:
@@ -263,7 +281,8 @@ def fit_meta_predictor(
 
     Args:
         rows: ``(task_name, arch, value)`` tuples or mappings with keys task / arch / accuracy.
-        task_features: ``{task_name: Tensor [K, n, F]}``; all training tasks share K, n and F.
+        task_features: ``{task_name: Tensor [K, n, F]}``; all training tasks share n and F (K,
+            the number of classes, may differ).
         target: name of the predicted value (the Predictor's single target).
         Others as ``fit_predictor``.
     """
@@ -276,10 +295,7 @@ def fit_meta_predictor(
     missing = [n for n in names if n not in task_features]
     if missing:
         raise ConfigError(f"rows name task(s) {missing} without features; task_features has {sorted(task_features)}")
-    shapes = {n: tuple(task_features[n].shape) for n in names}
-    if len(set(shapes.values())) != 1:
-        raise ConfigError(f"training tasks must share one [K, n, F] shape; got {shapes}")
-    feats = torch.stack([torch.as_tensor(task_features[n], dtype=torch.float32) for n in names])
+    feats, counts = pad_classes([torch.as_tensor(task_features[n], dtype=torch.float32) for n in names], names)
     index = torch.tensor([names.index(t) for t in tasks])
     y = torch.tensor(values, dtype=torch.float32).unsqueeze(1)
     mean, std = target_stats(y)
@@ -296,6 +312,7 @@ def fit_meta_predictor(
         lr=lr,
         clean_frac=clean_frac,
         seed=seed,
+        task_counts=counts,
     )
     module.net.set_target_stats(mean, std)
     batches = TensorBatches(to_state(space, archs), (y - mean) / std, index, batch_size=batch_size, seed=seed)
@@ -320,4 +337,5 @@ __all__ = [
     "MetaPredictorNet",
     "TaskBoundNet",
     "fit_meta_predictor",
+    "pad_classes",
 ]

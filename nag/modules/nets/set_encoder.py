@@ -113,7 +113,9 @@ class DatasetEncoder(nn.Module):
         self.inter = SetPool(hidden, hidden, heads, num_inducing)
         self.out = nn.Linear(hidden, out_dim)
 
-    def forward(self, features: Tensor) -> Tensor:
+    def forward(self, features: Tensor, counts: Tensor | None = None) -> Tensor:
+        """``counts`` [T]: the real number of classes of each task when ``features`` is padded
+        along K (tasks with fewer classes than K); padding classes are never read."""
         single = features.dim() == 3
         if single:
             features = features.unsqueeze(0)
@@ -123,6 +125,17 @@ class DatasetEncoder(nn.Module):
                 f"got {list(features.shape if not single else features.shape[1:])}"
             )
         t, k, n, f = features.shape
-        per_class = self.intra(features.reshape(t * k, n, f)).reshape(t, k, -1)  # [T, K, hidden]
-        emb = self.out(self.inter(per_class))  # [T, D]
+        if counts is None or bool((counts == k).all()):
+            emb = self._encode(features)
+        else:  # tasks grouped by their class count, each group one batch
+            emb = features.new_empty(t, self.out_dim)
+            for c in torch.unique(counts).tolist():
+                rows = (counts == c).nonzero(as_tuple=True)[0]
+                emb[rows] = self._encode(features[rows, : int(c)])
         return emb[0] if single else emb
+
+    def _encode(self, features: Tensor) -> Tensor:
+        """[T, K, n, F] (K real classes each) -> [T, D]."""
+        t, k, n, f = features.shape
+        per_class = self.intra(features.reshape(t * k, n, f)).reshape(t, k, -1)  # [T, K, hidden]
+        return self.out(self.inter(per_class))
