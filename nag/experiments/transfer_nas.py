@@ -11,7 +11,9 @@
 The trainings of step 4-5 run on ``executor`` (``local`` or ``ray``, docs/scale.md), each with
 the run's ``seed``; an arch in both groups is trained once. Every trained arch is appended to
 ``history.jsonl`` (keyed by group and arch) as soon as it finishes; a rerun in the same folder
-resumes and trains only what is missing.
+resumes and trains only what is missing. ``archs.csv`` lists every trained arch (group, arch,
+predicted, val_acc, test_acc) and ``predicted_vs_measured.png`` plots the meta-predictor's score
+against the measured test accuracy.
 Results: ``best_arch``, ``best_val_acc``, ``best_test_acc``, ``random_best_arch``,
 ``random_best_test_acc``, ``n_trained``, ``n_candidates_unique``,
 ``predictor_spearman_on_task`` (predicted vs measured test accuracy over every arch trained in
@@ -37,7 +39,7 @@ from nag.evaluation import TrainBudget, train_eval
 from nag.executor import Job, build_executor
 from nag.experiments import build_budget, build_space, build_task, distinct_sample, experiment, plain, run_dir, trainer_settings
 from nag.experiments.config import PositiveInt, SamplingConfig
-from nag.io import RowStore
+from nag.io import RowStore, atomic_write_bytes, atomic_write_csv
 from nag.meta.database import ASSETS
 from nag.meta.features import DatasetEncoderConfig, build_extractor
 from nag.schema import Settings
@@ -72,6 +74,32 @@ def resolve_meta_predictor(cfg: DictConfig, space) -> Any:
             f"or pass meta_predictor.path=<file>."
         )
     return MetaPredictor.load(path, space)
+
+
+def plot_predicted_vs_measured(path: Path, rows: list[dict], title: str) -> None:
+    """Scatter of the meta-predictor's score against the measured test accuracy, one colour per group; atomic PNG."""
+    import io
+
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(5.6, 4.2), dpi=120)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    for group, color in (("guided", "tab:blue"), ("random", "0.5")):
+        pts = [(r["predicted"], r["test_acc"]) for r in rows if r["group"] == group]
+        if pts:
+            x, y = zip(*pts)
+            ax.scatter(x, y, s=28, c=color, alpha=0.8, linewidths=0, label=f"{group} ({len(pts)})")
+    ax.set_xlabel("meta-predictor score (clean, t = 0)")
+    ax.set_ylabel("measured test accuracy (%)")
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    atomic_write_bytes(path, buf.getvalue())
 
 
 def distinct_by_class(space, archs: list) -> list:
@@ -139,6 +167,9 @@ def transfer_nas(cfg: DictConfig) -> dict:
             write(job.key, metrics)
     by_key = store.by_key()
     rows = [by_key[(group, name)] for group, name, _ in plan]
+
+    atomic_write_csv(run_dir() / "archs.csv", rows, ["group", "arch", "predicted", "val_acc", "test_acc", "wall_s"])
+    plot_predicted_vs_measured(run_dir() / "predicted_vs_measured.png", rows, f"transfer_nas on {task.name}")
 
     def best(group: str) -> dict:
         return max((r for r in rows if r["group"] == group), key=lambda r: r["val_acc"])
