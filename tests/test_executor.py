@@ -75,7 +75,7 @@ def test_executor_config_errors_name_what_is_accepted():
         ({"num_workers": 0}, "num_workers must be an int >= 1"),
         ({"num_cpus": 0}, "num_cpus must be a number > 0"),
         ({"num_gpus": -1}, "num_gpus must be a number >= 0"),
-        ({"max_retries": 1.5}, "max_retries must be an int >= 0"),
+        ({"max_retries": 1.5}, "setting 'max_retries' = 1.5 is not accepted: expected an int"),
         ({"address": ""}, "address must be null, 'auto'"),
         ({"num_worker": 2}, "has no setting 'num_worker'.*Did you mean 'num_workers'"),
     ],

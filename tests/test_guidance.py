@@ -356,9 +356,9 @@ def test_diversity_gradient_pushes_pairs_apart():
     torch.testing.assert_close(den(x, torch.full((3,), 0.5)), g)
     with pytest.raises(ConfigError, match="sde"):
         guided_score_fn(lambda x, t: torch.zeros_like(x), [DiversityGuide()])(x, torch.ones(3))
-    for bad, match in ((dict(bandwidth=0.0), "bandwidth must be > 0 or None"),
-                       (dict(on="x0"), "on='x0' is not supported; use 'denoised' or 'state'"),
-                       (dict(memory=-1), "memory must be >= 0, got -1")):
+    for bad, match in ((dict(bandwidth=0.0), "setting 'bandwidth' = 0.0 is not accepted: expected a number > 0 or null"),
+                       (dict(on="x0"), "setting 'on' = 'x0' is not accepted: expected one of 'denoised', 'state'"),
+                       (dict(memory=-1), "setting 'memory' = -1 is not accepted: expected an int >= 0")):
         with pytest.raises(ConfigError, match=match):
             DiversityGuide(**bad)
 

@@ -239,7 +239,7 @@ def test_huge_space_needs_n_samples():
     dm = ArchDataModule(HugeChainSpace(), n_samples=20, seed=1)
     assert len(dm.train_archs) == 20 and dm.heldout_archs == []
     assert ArchDataModule.from_split_info(HugeChainSpace(), dm.split_info()).train_archs == dm.train_archs
-    with pytest.raises(ConfigError, match=r"split_ratio must be in \(0, 1\], got 0.0"):
+    with pytest.raises(ConfigError, match=r"setting 'split_ratio' = 0.0 is not accepted: expected a number > 0 and <= 1"):
         ArchDataModule(ChainSpace(), split_ratio=0.0)
     with pytest.raises(ConfigError, match="n_samples"):
         ArchDataModule(UnlistedChainSpace()).train_archs

@@ -135,7 +135,7 @@ def _load_part(ds: Any, channels: int | None, size: tuple[int, ...] | None, wher
 @TASKS.register("torchvision")
 def torchvision_task(
     dataset: str | None = None,
-    root: str | None = None,
+    root: str | os.PathLike | None = None,
     download: bool = False,
     size: int | list[int] | None = None,
     channels: int | None = None,
@@ -179,13 +179,13 @@ def torchvision_task(
 
 
 @TASKS.register("cifar10")
-def cifar10(root: str | None = None, download: bool = False, val_size: int = 5000, augment: bool = False, split_seed: int = 0) -> Task:
+def cifar10(root: str | os.PathLike | None = None, download: bool = False, val_size: int = 5000, augment: bool = False, split_seed: int = 0) -> Task:
     """CIFAR-10 through ``torchvision``: a stratified ``val_size`` split carved from train with
     ``split_seed``; the official test split; per-channel train statistics."""
     return torchvision_task("CIFAR10", root, download, val_size=val_size, augment=augment, split_seed=split_seed, task_name="cifar10")
 
 
 @TASKS.register("cifar100")
-def cifar100(root: str | None = None, download: bool = False, val_size: int = 5000, augment: bool = False, split_seed: int = 0) -> Task:
+def cifar100(root: str | os.PathLike | None = None, download: bool = False, val_size: int = 5000, augment: bool = False, split_seed: int = 0) -> Task:
     """CIFAR-100, as ``cifar10``."""
     return torchvision_task("CIFAR100", root, download, val_size=val_size, augment=augment, split_seed=split_seed, task_name="cifar100")

@@ -116,10 +116,11 @@ def search_sources(cfg: DictConfig, space: Any, evaluator: Any) -> list[Source]:
     """
     sources = load_sources(plain(cfg.get("source")), space, getattr(evaluator, "table", None),
                            getattr(evaluator, "metric", None), int(cfg.seed))
-    if sources and method_settings(plain(cfg.method))[0] != "bo":
+    method = plain(cfg.method)
+    if sources and method_settings(method)[0] != "bo":
         bo_methods = sorted(m for m in list_methods() if method_settings(m)[0] == "bo")
-        raise ConfigError(f"source.* warm-starts a BO method ({', '.join(bo_methods)}); "
-                          f"method={plain(cfg.method)} takes no sources")
+        name = method.get("name") if isinstance(method, dict) else method
+        raise ConfigError(f"source.* warm-starts a BO method ({', '.join(bo_methods)}); method={name} takes no sources")
     return sources
 
 
