@@ -10,11 +10,13 @@ Third-party experiments register under the entry-point group ``nag.experiments``
 """
 from __future__ import annotations
 
+
 import contextvars
 import importlib
 import importlib.util
 import math
 import numbers
+import os
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -225,10 +227,14 @@ def run_experiment(cfg: DictConfig, out_dir: str | Path | None = None) -> dict[s
         raise ConfigError("the config has no 'name': select an experiment with experiment=<name>.")
     fn = get_experiment(str(name))
     cfg = validate_config(cfg)  # types and ranges, before anything runs; the parts' defaults filled in
-    if cfg.get("torch_threads"):
+    threads = cfg.get("torch_threads") or os.environ.get("NAG_NUM_THREADS")
+    if threads:  # on a shared CPU more threads than free cores thrash (20x slower set-encoder steps here)
         import torch
 
-        torch.set_num_threads(int(cfg.torch_threads))
+        try:
+            torch.set_num_threads(int(threads))
+        except ValueError:
+            raise ConfigError(f"NAG_NUM_THREADS must be an int >= 1, got {threads!r}") from None
     path = Path(out_dir) if out_dir is not None else _hydra_output_dir()
     if path is None:
         raise ConfigError("run_experiment needs out_dir when it is not called from a Hydra run.")
