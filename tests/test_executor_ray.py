@@ -277,12 +277,13 @@ def test_bo_nas_with_q_2_on_ray_resumes_after_kill_9_and_queries_what_local_quer
 def test_random_search_transfer_nas_and_trained_accuracies_give_the_rows_of_local(tmp_path):
     import ray
 
+    from smoke import SMOKE
+
     from nag.experiments import run_experiment
     from nag.run import compose_config
 
     def run(experiment: str, executor: str, *overrides: str) -> Path:
-        cfg = compose_config([f"experiment={experiment}", *compose_config([f"experiment={experiment}"]).smoke_overrides,
-                              f"executor={executor}", *overrides])
+        cfg = compose_config([f"experiment={experiment}", *SMOKE[experiment], f"executor={executor}", *overrides])
         out = tmp_path / f"{experiment}_{executor}"
         run_experiment(cfg, out_dir=out)
         return out

@@ -272,8 +272,12 @@ def test_transfer_nas_on_an_image_folder(png_root: Path, tmp_path: Path) -> None
     from nag.experiments import run_experiment
     from nag.run import compose_config
 
-    smoke = compose_config(["experiment=transfer_nas"]).smoke_overrides
-    cfg = compose_config(["experiment=transfer_nas", "task=image_folder", f"task.root={png_root}", *smoke])
+    from smoke import SMOKE
+
+    cfg = compose_config(["experiment=transfer_nas", "task=image_folder", f"task.root={png_root}", *SMOKE["transfer_nas"]])
     results = run_experiment(cfg, out_dir=tmp_path)
     assert results["task"] == "digits_png" and results["n_trained"] >= 2
     assert results["encoder_weights"] in ("pretrained", "trained", "random")
+    lines = (tmp_path / "archs.csv").read_text().splitlines()  # every trained arch: predicted vs measured
+    assert lines[0] == "group,arch,predicted,val_acc,test_acc,wall_s" and len(lines) == 1 + results["n_trained"]
+    assert (tmp_path / "predicted_vs_measured.png").read_bytes()[:4] == b"\x89PNG"
