@@ -2,7 +2,7 @@
 measure whether the task condition transfers.
 
 Reads a meta-database: nag's own (``meta_db.path``, JSON lines from ``experiment=build_meta_db``;
-default the shipped database), or MetaD2A's (``meta_db.metad2a_path``, see ``nag.meta.metad2a``).
+default the shipped diverse database, docs/transfer_nas.md), or MetaD2A's (``meta_db.metad2a_path``, see ``nag.meta.metad2a``).
 Rows of one (task, arch) trained with several seeds are averaged. Tasks of nag's database are
 encoded as per-class image-feature sets (``dataset_encoder``); MetaD2A's come with features. The
 meta-predictor is trained under the SDE of the prior it will guide (``prior.path``, default the
@@ -65,7 +65,7 @@ LABELS = ("raw", "task_z")
 
 
 class MetaDBSource(Settings):
-    path: str | None  # null = the shipped database nag/assets/meta_db/digits_<space>.jsonl
+    path: str | None  # null = the shipped database nag/assets/meta_db/diverse_<space>.jsonl
     metric: str
     metad2a_path: str | None
 
@@ -98,7 +98,7 @@ def load_meta_rows(cfg: DictConfig, space, seed: int, held_out: bool = False) ->
         from nag.meta.metad2a import read_metad2a
 
         return ([], {}) if held_out else read_metad2a(cfg.meta_db.metad2a_path, n_per_class)
-    db = MetaDatabase(cfg.meta_db.path or ASSETS / "meta_db" / f"digits_{space.name}.jsonl")
+    db = MetaDatabase(cfg.meta_db.path or ASSETS / "meta_db" / f"diverse_{space.name}.jsonl")
     metric = str(cfg.meta_db.metric)
     raw = db.rows(missing_ok=False, held_out=held_out)
     missing = sorted({k for r in raw for k in ("task", "arch", metric) if k not in r})

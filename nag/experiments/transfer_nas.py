@@ -49,7 +49,7 @@ HISTORY = "history.jsonl"
 
 
 class MetaPredictorPath(Settings):
-    path: str | None  # null = nag/assets/predictors/meta_<space>_digits.pt
+    path: str | None  # null = nag/assets/predictors/meta_<space>_diverse.pt
 
 
 class TransferNASConfig(SamplingConfig):
@@ -66,7 +66,7 @@ def resolve_meta_predictor(cfg: DictConfig, space) -> Any:
     from nag.modules.meta_predictor import MetaPredictor
 
     path = cfg.meta_predictor.get("path")
-    path = Path(path) if path else ASSETS / "predictors" / f"meta_{space.name}_digits.pt"
+    path = Path(path) if path else ASSETS / "predictors" / f"meta_{space.name}_diverse.pt"
     if not path.is_file():
         raise MissingDataError(
             f"meta-predictor {path} does not exist. Train one with "
