@@ -112,6 +112,16 @@ def atomic_write_bytes(path: PathLike, data: bytes) -> Path:
     return Path(path)
 
 
+def atomic_write_png(path: PathLike, fig: Any) -> Path:
+    """A matplotlib figure as a PNG, laid out tightly, written atomically."""
+    import io
+
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    return atomic_write_bytes(path, buf.getvalue())
+
+
 def atomic_write_csv(path: PathLike, rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> Path:
     """``rows`` as a CSV with a header of ``columns`` (other keys are left out; floats as ``%.6g``), atomically."""
     import csv

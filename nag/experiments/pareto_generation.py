@@ -32,9 +32,6 @@ the worst value of each axis over all samples), and ``guided_sample_s``, ``measu
 """
 from __future__ import annotations
 
-import csv
-import io
-import os
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -52,7 +49,7 @@ from nag.evaluation.latency import Timing, timing_like
 from nag.evaluation.measure import check_metrics, interleave, measure_costs
 from nag.experiments import build_space, experiment, plain, run_dir
 from nag.experiments.config import NonNegativeInt, PositiveInt, SamplingConfig
-from nag.io import atomic_write_bytes, atomic_write_csv
+from nag.io import atomic_write_csv, atomic_write_png
 from nag.metrics import generation_metrics, hypervolume_2d, pareto_mask
 from nag.modules.cost_predictor import cost_predictor_info, load_cost_predictor
 from nag.schema import Settings
@@ -158,10 +155,7 @@ def plot_front(
     ax.set_title(title, fontsize=9)
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    atomic_write_bytes(path, buf.getvalue())
+    atomic_write_png(path, fig)
 
 
 # ----- the experiment ------------------------------------------------------------------------------

@@ -39,7 +39,7 @@ from nag.evaluation import TrainBudget, train_eval
 from nag.executor import Job, build_executor
 from nag.experiments import build_budget, build_space, build_task, distinct_sample, experiment, plain, run_dir, trainer_settings
 from nag.experiments.config import PositiveInt, SamplingConfig
-from nag.io import RowStore, atomic_write_bytes, atomic_write_csv
+from nag.io import RowStore, atomic_write_csv, atomic_write_png
 from nag.meta.database import ASSETS
 from nag.meta.features import DatasetEncoderConfig, build_extractor
 from nag.schema import Settings
@@ -78,8 +78,6 @@ def resolve_meta_predictor(cfg: DictConfig, space) -> Any:
 
 def plot_predicted_vs_measured(path: Path, rows: list[dict], title: str) -> None:
     """Scatter of the meta-predictor's score against the measured test accuracy, one colour per group; atomic PNG."""
-    import io
-
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -96,10 +94,7 @@ def plot_predicted_vs_measured(path: Path, rows: list[dict], title: str) -> None
     ax.set_title(title, fontsize=9)
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    atomic_write_bytes(path, buf.getvalue())
+    atomic_write_png(path, fig)
 
 
 def distinct_by_class(space, archs: list) -> list:
