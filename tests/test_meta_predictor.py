@@ -252,3 +252,24 @@ def test_encoder_weights_from_the_hugging_face_cache(tmp_path, monkeypatch):
         fx = ImageFeatureExtractor("test_resnet")
     assert fx.weights_kind == "pretrained" and fx.weights_source == str(snap / "model.safetensors")
     assert all(torch.all(p == 0.02) for p in fx.backbone.parameters())
+
+
+# ----- train_meta_predictor's data helpers -------------------------------------------------------
+def test_rows_are_seed_averaged_labels_standardised_per_task_and_folds_partition_the_tasks():
+    from nag.experiments.train_meta_predictor import fold_tasks, seed_means, task_labels, unconditioned
+
+    raw = [{"task": "a", "arch": "x", "val_acc": 50.0, "seed": 0}, {"task": "a", "arch": "x", "val_acc": 60.0, "seed": 1},
+           {"task": "a", "arch": "y", "val_acc": 70.0, "seed": 0}, {"task": "b", "arch": "x", "val_acc": 90.0, "seed": 0},
+           {"task": "b", "arch": "y", "val_acc": 80.0, "seed": 0}]
+    rows = seed_means(raw, "val_acc")
+    assert rows == [{"task": "a", "arch": "x", "accuracy": 55.0}, {"task": "a", "arch": "y", "accuracy": 70.0},
+                    {"task": "b", "arch": "x", "accuracy": 90.0}, {"task": "b", "arch": "y", "accuracy": 80.0}]
+    z = task_labels(rows, "task_z")
+    assert [r["accuracy"] for r in z] == pytest.approx([-1.0, 1.0, 1.0, -1.0])  # each task: mean 0, std 1
+    assert task_labels(rows, "raw") == rows
+    folds = fold_tasks([f"t{i}" for i in range(7)], 3, seed=0)
+    assert sorted(t for f in folds for t in f) == [f"t{i}" for i in range(7)] and [len(f) for f in folds] == [3, 2, 2]
+    with pytest.raises(ConfigError, match="folds=8 but the database has only 7 training tasks"):
+        fold_tasks([f"t{i}" for i in range(7)], 8, seed=0)
+    blind = unconditioned({"a": torch.randn(2, 3, F), "b": torch.randn(5, 3, F)})
+    assert torch.equal(blind["a"], blind["b"]) and blind["a"].shape == (1, 3, F)  # no task can be told apart
