@@ -273,3 +273,29 @@ def test_rows_are_seed_averaged_labels_standardised_per_task_and_folds_partition
         fold_tasks([f"t{i}" for i in range(7)], 8, seed=0)
     blind = unconditioned({"a": torch.randn(2, 3, F), "b": torch.randn(5, 3, F)})
     assert torch.equal(blind["a"], blind["b"]) and blind["a"].shape == (1, 3, F)  # no task can be told apart
+
+
+def test_train_meta_predictor_scores_the_databases_held_out_tasks(tmp_path):
+    """Evaluation rows (held_out: true) are never trained on, and are scored by the final networks."""
+    import json
+
+    from nag.experiments import run_experiment
+    from nag.io import read_jsonl
+    from nag.meta.database import ASSETS
+    from nag.run import compose_config
+
+    rows = read_jsonl(ASSETS / "meta_db" / "diverse_nb201.jsonl")
+    train = [t for t in dict.fromkeys(r["task"] for r in rows if not r.get("held_out"))][:3]
+    held = [t for t in dict.fromkeys(r["task"] for r in rows if r.get("held_out"))][:1]
+    keep = [r for t in train + held for r in [r for r in rows if r["task"] == t][:8]]
+    db = tmp_path / "db.jsonl"
+    db.write_text("".join(json.dumps(r) + "\n" for r in keep))
+    cfg = compose_config(["experiment=train_meta_predictor", f"meta_db.path={db}", "meta_predictor.steps=3", "folds=0",
+                          "n_per_class=2"])
+    results = run_experiment(cfg, out_dir=tmp_path / "run")
+    pairs = {(r["task"], r["arch"]) for r in keep if r["task"] in train}
+    assert results["n_tasks"] == 3 and results["n_rows"] == len(pairs) < 24  # seeds of a pair averaged into one row
+    assert {"eval_spearman", "eval_unconditioned_spearman", "eval_params_spearman"} <= set(results)
+    table = (tmp_path / "run" / "heldout_tasks.csv").read_text().splitlines()
+    assert table[0] == "task,meta,unconditioned,params,flops" and len(table) == 2 and held[0] in table[1]
+    assert [r["fit"] for r in read_jsonl(tmp_path / "run" / "progress.jsonl")] == ["final", "final_unconditioned"]

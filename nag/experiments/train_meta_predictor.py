@@ -90,24 +90,26 @@ def seed_means(rows: Sequence[Mapping[str, Any]], metric: str) -> list[dict]:
     return [{"task": t, "arch": a, "accuracy": float(np.mean(v))} for (t, a), v in values.items()]
 
 
-def load_meta_rows(cfg: DictConfig, space, seed: int, held_out: bool = False) -> tuple[list[dict], dict[str, Tensor]]:
-    """Rows ``{"task", "arch", "accuracy"}`` and ``{task: features [K, n, F]}`` of the configured
-    database: its training tasks, or with ``held_out`` its evaluation tasks (none for MetaD2A)."""
+def load_meta_rows(cfg: DictConfig, space, seed: int) -> tuple[list[dict], list[dict], dict[str, Tensor]]:
+    """The configured database's training rows and evaluation rows (``held_out: true``; none for
+    MetaD2A), each ``{"task", "arch", "accuracy"}``, and ``{task: features [K, n, F]}`` of both."""
     n_per_class = int(cfg.n_per_class)
     if cfg.meta_db.get("metad2a_path"):
         from nag.meta.metad2a import read_metad2a
 
-        return ([], {}) if held_out else read_metad2a(cfg.meta_db.metad2a_path, n_per_class)
+        rows, features = read_metad2a(cfg.meta_db.metad2a_path, n_per_class)
+        return rows, [], features
     db = MetaDatabase(cfg.meta_db.path or ASSETS / "meta_db" / f"diverse_{space.name}.jsonl")
     metric = str(cfg.meta_db.metric)
-    raw = db.rows(missing_ok=False, held_out=held_out)
+    raw = db.rows(missing_ok=False)
     missing = sorted({k for r in raw for k in ("task", "arch", metric) if k not in r})
     if missing:
         raise ConfigError(f"rows of {db.path} lack {missing}; meta_db.metric={metric!r} must be a column of every row")
+    held_out = {r["task"] for r in raw if r.get("held_out", False)}
     rows = seed_means(raw, metric)
-    tasks = {r["task"] for r in rows}
     extractor = build_extractor(plain(cfg.dataset_encoder))
-    return rows, spec_features(extractor, [s for s in db.task_specs() if s.id in tasks], n_per_class, seed)
+    features = spec_features(extractor, db.task_specs(), n_per_class, seed)
+    return [r for r in rows if r["task"] not in held_out], [r for r in rows if r["task"] in held_out], features
 
 
 def task_labels(rows: Sequence[Mapping[str, Any]], how: str) -> list[dict]:
@@ -166,10 +168,10 @@ class CostBaselines:
         return self._cost[arch][f"{name}_M"]
 
 
-def score_tasks(space, models: Mapping[str, Any], rows: Sequence[Mapping[str, Any]], features: Mapping[str, Tensor],
+def score_tasks(space, models: Mapping[str, tuple[Any, Mapping[str, Tensor]]], rows: Sequence[Mapping[str, Any]],
                 costs: CostBaselines) -> dict[str, dict[str, float | None]]:
-    """{task: {predictor: Spearman with the measured accuracy}} for ``models`` (name -> MetaPredictor)
-    and the cost baselines, on each task of ``rows``."""
+    """{task: {predictor: Spearman with the measured accuracy}} for ``models`` (name -> a
+    MetaPredictor and the task features it reads) and the cost baselines, on each task of ``rows``."""
     by_task: dict[str, list[Mapping[str, Any]]] = defaultdict(list)
     for r in rows:
         by_task[r["task"]].append(r)
@@ -178,9 +180,8 @@ def score_tasks(space, models: Mapping[str, Any], rows: Sequence[Mapping[str, An
         true = [r["accuracy"] for r in task_rows]
         archs = [space.parse(r["arch"]) for r in task_rows]
         scores: dict[str, float | None] = {}
-        for name, meta in models.items():
-            feats = features[task] if name == "meta" else unconditioned({task: features[task]})[task]
-            mean, _ = meta.for_task(feats).predict_archs(archs, t=0.0)
+        for name, (meta, features) in models.items():
+            mean, _ = meta.for_task(features[task]).predict_archs(archs, t=0.0)
             scores[name] = spearman(mean[:, 0].tolist(), true)
         for name in BASELINES:
             scores[name] = spearman([costs(r["arch"], name) for r in task_rows], true)
@@ -225,7 +226,8 @@ def train_meta_predictor(cfg: DictConfig) -> dict:
     progress = run_dir() / PROGRESS
     done = finished_fits(progress, settings)
     sde_config = load_prior(cfg.prior.path, space).sde.config()
-    measured, features = load_meta_rows(cfg, space, seed)
+    measured, eval_rows, features = load_meta_rows(cfg, space, seed)
+    blank = unconditioned(features)
     rows = task_labels(measured, str(cfg.label))
     tasks = list(dict.fromkeys(r["task"] for r in rows))
     costs = CostBaselines(space)
@@ -249,9 +251,9 @@ def train_meta_predictor(cfg: DictConfig) -> dict:
         if row is None:
             train = [r for r in rows if r["task"] not in held]
             test = [r for r in measured if r["task"] in held]
-            models = {"meta": fit_rows(cfg, space, sde_config, train, features, seed),
-                      "unconditioned": fit_rows(cfg, space, sde_config, train, unconditioned(features), seed)}
-            row = {"fit": f"fold:{i}", "scores": score_tasks(space, models, test, features, costs), "settings": settings}
+            models = {"meta": (fit_rows(cfg, space, sde_config, train, features, seed), features),
+                      "unconditioned": (fit_rows(cfg, space, sde_config, train, blank, seed), blank)}
+            row = {"fit": f"fold:{i}", "scores": score_tasks(space, models, test, costs), "settings": settings}
             append_jsonl(progress, row)
         cv.update(row["scores"])
         fold_of.update({t: i for t in row["scores"]})
@@ -266,10 +268,9 @@ def train_meta_predictor(cfg: DictConfig) -> dict:
         results.update(heldout_spearman=mean_of(cv, "meta"), heldout_spearman_min=mean_of(cv, "meta", np.min),
                        unconditioned_spearman=mean_of(cv, "unconditioned"),
                        **{f"{b}_spearman": mean_of(cv, b) for b in BASELINES})
-    eval_rows, eval_features = load_meta_rows(cfg, space, seed, held_out=True)
     if eval_rows:
-        blind, _ = fit("final_unconditioned", "unconditioned.pt", rows, unconditioned(features))
-        table = score_tasks(space, {"meta": meta, "unconditioned": blind}, eval_rows, eval_features, costs)
+        blind, _ = fit("final_unconditioned", "unconditioned.pt", rows, blank)
+        table = score_tasks(space, {"meta": (meta, features), "unconditioned": (blind, blank)}, eval_rows, costs)
         write_table(run_dir() / "heldout_tasks.csv", table)
         results.update(eval_spearman=mean_of(table, "meta"), eval_unconditioned_spearman=mean_of(table, "unconditioned"),
                        **{f"eval_{b}_spearman": mean_of(table, b) for b in BASELINES})
