@@ -15,6 +15,7 @@ from nag.diffusion.guidance import (
     DiversityGuide,
     Guide,
     GuidedSampler,
+    distinct_fraction,
     guided_score_fn,
     parse_constraint,
 )
@@ -139,6 +140,7 @@ def posterior_count_c(sde: SDE):
 
 
 PC = dict(name="pc", steps=60)
+WEIGHT_COLLAPSING = 1.0  # toward 'c' on all 4 nodes: 64 draws hold ~13 distinct archs
 SPACE = ToySpace()
 
 
@@ -439,3 +441,54 @@ def test_nb201_guided_by_a_table_fitted_linear_predictor(nb201_csv):
     print(f"uniform NB201 prior: mean CIFAR-10 acc {mean_plain:.2f}; guided: {mean_guided:.2f}")
     assert abs(mean_plain - sum(acc.values()) / len(acc)) < 2.5  # the table's mean is 87.06
     assert mean_guided > 91.0
+
+
+def test_collapse_guard_weakens_objective_guides_until_enough_archs_are_distinct():
+    """A strong guide toward 'c' on every node collapses 64 draws onto a few archs; the guard
+    redraws with 0.9^k of the weight until the floor holds, reports the factor, restores the guide."""
+    strong = Guide(AnalyticPredictor(soft_count_c), weight=WEIGHT_COLLAPSING, direction="max", scale="absolute")
+    bound = Guide(AnalyticPredictor(lambda x, t: x[:, 0, 0]), weight=3.0, direction=None, constraint="<=0.5",
+                  scale="absolute")
+    off = GuidedSampler(uniform_prior(SPACE), [strong, bound], solver=PC, batch_size=64)
+    collapsed = off.sample(64, seed=0)
+    assert distinct_fraction(collapsed) < 0.4 and off.weight_factor == 1.0
+
+    guarded = GuidedSampler(uniform_prior(SPACE), [strong, bound], solver=PC, batch_size=64, min_uniqueness=0.3)
+    archs = guarded.sample(64, seed=0)
+    assert distinct_fraction(archs) >= 0.3
+    assert 0.9**5 <= guarded.weight_factor < 1.0
+    k = round(math.log(guarded.weight_factor) / math.log(0.9))
+    assert guarded.weight_factor == pytest.approx(0.9**k)
+    assert strong.weight == WEIGHT_COLLAPSING and bound.weight == 3.0  # restored; the constraint is never weakened
+    # the same draw as an unguarded sampler at the reported weight, and still guided
+    weaker = Guide(AnalyticPredictor(soft_count_c), weight=WEIGHT_COLLAPSING * guarded.weight_factor, direction="max",
+                   scale="absolute")
+    assert GuidedSampler(uniform_prior(SPACE), [weaker, bound], solver=PC, batch_size=64).sample(64, seed=0) == archs
+    assert (tokens_of(archs) == 2).float().mean() > 0.5
+    assert guarded.sample(64, seed=0) == archs  # deterministic, from the configured weight again
+
+
+def test_collapse_guard_leaves_diverse_or_unguided_draws_alone():
+    mild = Guide(AnalyticPredictor(soft_count_c), weight=0.3, direction="max", scale="absolute")
+    for guides in ([mild], []):
+        guarded = GuidedSampler(uniform_prior(SPACE), guides, solver=PC, batch_size=64, min_uniqueness=0.5)
+        assert guarded.sample(64, seed=1) == GuidedSampler(uniform_prior(SPACE), guides, solver=PC, batch_size=64).sample(64, seed=1)
+        assert guarded.weight_factor == 1.0
+    # 400 draws of an 81-arch space cannot be 50% distinct: the floor scales with size / n
+    guarded = GuidedSampler(uniform_prior(SPACE), [mild], solver=PC, batch_size=400, min_uniqueness=0.5)
+    guarded.sample(400, seed=0)
+    assert guarded.weight_factor == 1.0
+
+
+def test_collapse_guard_gives_up_with_a_warning():
+    strong = Guide(AnalyticPredictor(soft_count_c), weight=3.0, direction="max", scale="absolute")
+    guarded = GuidedSampler(uniform_prior(SPACE), [strong], solver=PC, batch_size=64, min_uniqueness=0.95)
+    with pytest.warns(UserWarning, match="lower guidance.weight"):
+        guarded.sample(64, seed=0)
+    assert guarded.weight_factor == pytest.approx(0.9**5)
+    assert strong.weight == 3.0
+
+
+def test_collapse_guard_setting_is_checked():
+    with pytest.raises(ConfigError, match="min_uniqueness"):
+        GuidedSampler(uniform_prior(SPACE), [], solver=PC, min_uniqueness=1.5)

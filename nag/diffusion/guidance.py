@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 import re
+import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from typing import Annotated, Any, ClassVar, Literal
@@ -64,6 +65,13 @@ DEFAULT_WEIGHT = 2.5
 CALIBRATION_ARCHS = 512  # uniform archs on which GuidedSampler measures a standardized guide's unit
 CALIBRATION_SEED = 0
 CALIBRATION_TIMES = 11  # noise levels t = 0, T/10, ..., T at which it is measured (linear in between)
+# Collapse guard (the experiments' default, GuidedSampler's min_uniqueness): when fewer than
+# MIN_UNIQUENESS of a draw's archs are distinct, the objective guides' weights are multiplied by
+# RELAX_FACTOR and the draw is repeated (same seed), at most MAX_RELAXATIONS times. Chosen on the
+# tuning columns and seeds of the default weight (docs/guidance.md, "The collapse guard").
+MIN_UNIQUENESS = 0.65
+RELAX_FACTOR = 0.9
+MAX_RELAXATIONS = 5
 ScheduleName = Literal[tuple(SCHEDULES)]  # type: ignore[misc]
 Direction = Literal[tuple(DIRECTIONS)]  # type: ignore[misc]
 Scale = Literal[SCALES]  # type: ignore[valid-type]
@@ -605,6 +613,11 @@ def calibrate_guides(
         guide.calibrate(x, sde)
 
 
+def distinct_fraction(archs: Sequence[Any]) -> float:
+    """Distinct archs / archs (1.0 for none): the ``uniqueness`` of decoded samples."""
+    return len(set(archs)) / len(archs) if len(archs) else 1.0
+
+
 class GuidedSampler:
     """Sample architectures from a prior, optionally steered by guides.
 
@@ -617,6 +630,11 @@ class GuidedSampler:
         batch_size: samples per solver call.
         max_norm_ratio: optional per-sample cap on ``||guidance|| / ||score||``.
         progress: tqdm bar over each batch's steps.
+        min_uniqueness: the collapse guard. When fewer than this fraction of a draw's decoded
+            archs are distinct (times ``space.size / n`` when the space has fewer archs than n), the weights of the objective guides (those with a direction) are
+            multiplied by ``RELAX_FACTOR`` and the draw is repeated with the same seed, up to
+            ``MAX_RELAXATIONS`` times; ``weight_factor`` then holds the factor used. None (here)
+            turns it off; the experiments' sampler settings default to ``MIN_UNIQUENESS``.
 
     Raises IncompatibleComponentsError when a guide's predictor records another SDE or space.
     """
@@ -630,9 +648,12 @@ class GuidedSampler:
         batch_size: Annotated[int, Field(ge=1)] = 256,
         max_norm_ratio: Annotated[float, Field(gt=0)] | None = None,
         progress: bool = False,
+        min_uniqueness: Annotated[float, Field(gt=0, le=1)] | None = None,
     ) -> None:
         self.prior = prior
         self.guides = tuple(guides)
+        self.min_uniqueness = min_uniqueness
+        self.weight_factor = 1.0  # the objective guides' weight factor of the last draw (collapse guard)
         self.solver = get_solver(solver)
         self.batch_size = int(batch_size)
         self.max_norm_ratio = max_norm_ratio
@@ -651,7 +672,37 @@ class GuidedSampler:
         return (space.num_nodes, space.num_ops)
 
     def sample_tensor(self, n: int, seed: int = 0, batch_size: int | None = None) -> Tensor:
-        """``n`` raw samples ``[n, N, V]`` in the [-1, 1] scale (before decoding), on the CPU."""
+        """``n`` raw samples ``[n, N, V]`` in the [-1, 1] scale (before decoding), on the CPU;
+        redrawn with weaker objective guides while the collapse guard finds too few distinct archs."""
+        objectives = [g for g in self.guides if isinstance(g, Guide) and g.direction is not None and g.weight]
+        weights = [g.weight for g in objectives]
+        self.weight_factor = 1.0
+        x = self._draw(n, seed, batch_size)
+        if self.min_uniqueness is None or not objectives or n < 2:
+            return x
+        size = self.prior.space.size  # n draws from a space of fewer archs cannot all be distinct
+        floor = self.min_uniqueness * (1.0 if size is None else min(1.0, size / n))
+        try:
+            for k in range(1, MAX_RELAXATIONS + 2):
+                distinct = distinct_fraction(self.prior.space.decode(x))
+                if distinct >= floor:
+                    break
+                if k > MAX_RELAXATIONS:
+                    warnings.warn(
+                        f"collapse guard: only {distinct:.2f} of {n} guided samples are distinct at "
+                        f"{self.weight_factor:.2f}x the guidance weight (floor {floor:.2f}); lower guidance.weight, "
+                        f"or set min_uniqueness lower (null turns the guard off)", stacklevel=2)
+                    break
+                self.weight_factor = RELAX_FACTOR**k
+                for g, w in zip(objectives, weights):
+                    g.weight = w * self.weight_factor
+                x = self._draw(n, seed, batch_size)
+        finally:
+            for g, w in zip(objectives, weights):
+                g.weight = w
+        return x
+
+    def _draw(self, n: int, seed: int, batch_size: int | None) -> Tensor:
         bs = int(batch_size or self.batch_size)
         device = torch.device(getattr(self.prior, "device", "cpu"))
         gen = torch.Generator(device=device).manual_seed(int(seed))
@@ -690,6 +741,8 @@ __all__ = [
     "DEFAULT_WEIGHT",
     "DiversityGuide",
     "Guide",
+    "MIN_UNIQUENESS",
+    "distinct_fraction",
     "GuideSpec",
     "GuidedSampler",
     "calibrate_guides",

@@ -1,7 +1,7 @@
 """The one sampler builder: a ``GuidedSampler`` from a prior, guides and ``SamplerSettings``.
 
 ``SamplerSettings`` are the sampling keys every generating experiment shares (``solver``,
-``batch_size``, ``max_norm_ratio``, ``diversity``); the ``sampler/`` and ``solver/`` config groups
+``batch_size``, ``max_norm_ratio``, ``min_uniqueness``, ``diversity``); the ``sampler/`` and ``solver/`` config groups
 fill them. ``build_sampler(prior, settings, guides)`` turns them into a sampler, adding a
 ``DiversityGuide`` (particle guidance) when ``diversity.weight > 0``.
 """
@@ -14,7 +14,7 @@ from typing import Annotated, Any, ClassVar
 from pydantic import Field, field_validator
 from torch import Tensor
 
-from nag.diffusion.guidance import BaseGuide, DiversityGuide, GuidedSampler
+from nag.diffusion.guidance import MIN_UNIQUENESS, BaseGuide, DiversityGuide, GuidedSampler
 from nag.diffusion.solvers import DEFAULT_SOLVER, SolverConfig
 from nag.schema import FactoryConfig, Settings, plain, signature_defaults
 
@@ -67,14 +67,16 @@ _SAMPLER_DEFAULTS = signature_defaults(GuidedSampler)  # GuidedSampler states th
 
 
 class SamplerSettings(Settings):
-    """How to sample from a prior: the keys ``solver``, ``batch_size``, ``max_norm_ratio`` and
-    ``diversity`` of a generating experiment (config groups ``solver/`` and ``sampler/``)."""
+    """How to sample from a prior: the keys ``solver``, ``batch_size``, ``max_norm_ratio``,
+    ``min_uniqueness`` (the collapse guard, ``GuidedSampler``'s) and ``diversity`` of a generating
+    experiment (config groups ``solver/`` and ``sampler/``)."""
 
     settings_name: ClassVar[str] = "sampler"
 
     solver: SolverConfig = SolverConfig(name=DEFAULT_SOLVER)
     batch_size: Annotated[int, Field(ge=1)] = _SAMPLER_DEFAULTS["batch_size"]
     max_norm_ratio: Annotated[float, Field(gt=0)] | None = _SAMPLER_DEFAULTS["max_norm_ratio"]
+    min_uniqueness: Annotated[float, Field(gt=0, le=1)] | None = MIN_UNIQUENESS
     diversity: DiversityConfig = DiversityConfig()
 
     @classmethod
@@ -98,7 +100,7 @@ def build_sampler(
     solver = {"name": settings.solver.name, **settings.solver.settings()}
     return GuidedSampler(
         prior, guides=guides, solver=solver, batch_size=settings.batch_size,
-        max_norm_ratio=settings.max_norm_ratio, progress=progress,
+        max_norm_ratio=settings.max_norm_ratio, progress=progress, min_uniqueness=settings.min_uniqueness,
     )
 
 

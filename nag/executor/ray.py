@@ -11,8 +11,13 @@
 
 Ray is started lazily, at the first job, so a resumed run with nothing left to do starts none.
 Each job is a Ray task with ``num_cpus`` / ``num_gpus`` (fractions pack several tasks on one
-GPU) and torch limited to ``floor(num_cpus)`` threads. At most ``num_workers`` jobs are in
-flight. A task whose worker dies (killed, out of memory, node lost) is retried up to
+GPU) and torch limited to ``floor(num_cpus)`` threads. At most ``num_workers`` jobs run at once.
+On a local runtime, whose CPUs are exactly ``num_workers * num_cpus``, one more job per worker
+waits queued in Ray, so that a worker starts its next job the moment it finishes one instead of
+idling while the driver writes the row (Ray's CPU accounting still lets only ``num_workers``
+run). On a joined cluster, with CPUs of its own, exactly ``num_workers`` are submitted. The
+local runtime's workers import torch and Lightning as soon as it starts, while the driver
+still prepares the jobs. A task whose worker dies (killed, out of memory, node lost) is retried up to
 ``max_retries`` times by Ray; an exception raised by the job itself is not retried and reaches
 the caller as itself.
 """
@@ -24,6 +29,7 @@ import math
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterable, Iterator
 from numbers import Integral, Real
 from typing import Any
@@ -101,6 +107,7 @@ class RayExecutor(Executor):
         self._owns_runtime = False  # we started a local runtime: shut it down on close
         self._joined = False  # we connected to a cluster: disconnect on close, never stop it
         self._task: Any = None
+        self._preloading: list[Any] = []  # refs of the warm-up imports (kept so Ray does not drop them)
         self._reaper: _Reaper | None = None
 
     # ----- runtime ----------------------------------------------------------------------
@@ -121,6 +128,7 @@ class RayExecutor(Executor):
                 raise
             self._owns_runtime, self._reaper = True, reaper
             reaper.watch_new()
+            self._preload()
         else:
             try:
                 ray.init(address=self.address, log_to_driver=False, logging_level=logging.ERROR)
@@ -138,6 +146,13 @@ class RayExecutor(Executor):
                 f"executor.num_gpus={self.num_gpus:g} per evaluation, but the local Ray runtime sees {gpus:g} GPUs; "
                 f"use executor.num_gpus=0 on a machine without a GPU"
             )
+
+    def _preload(self) -> None:
+        """Start importing what every job imports in each worker, while the driver prepares its jobs."""
+        if self.num_workers is None:
+            return
+        preload = self.ray.remote(_import_modules).options(num_cpus=self.num_cpus, num_gpus=self.num_gpus)
+        self._preloading = [preload.remote(PRELOAD) for _ in range(self.num_workers)]
 
     @property
     def slots(self) -> int:
@@ -165,7 +180,7 @@ class RayExecutor(Executor):
                 num_cpus=self.num_cpus, num_gpus=self.num_gpus, max_retries=self.max_retries, retry_exceptions=False
             )
         threads = max(1, int(self.num_cpus))
-        limit = self.num_workers or sys.maxsize
+        limit = sys.maxsize if self.num_workers is None else self.num_workers * (2 if self._owns_runtime else 1)
         pending: dict[Any, Job] = {}
 
         def fill() -> None:
@@ -176,7 +191,7 @@ class RayExecutor(Executor):
         try:
             while pending:
                 if self._reaper is not None:
-                    self._reaper.watch_new()  # the workers Ray started for these jobs
+                    self._reaper.watch_new(every_s=2.0)  # the workers Ray started for these jobs (a /proc scan)
                 [ref], _ = ray.wait(list(pending), num_returns=1)
                 job = pending.pop(ref)
                 result = self._result(ref, job)
@@ -212,7 +227,21 @@ class RayExecutor(Executor):
         if self._reaper is not None:
             self._reaper.stop()
         self._ready = self._owns_runtime = self._joined = False
-        self._task, self._reaper = None, None
+        self._task, self._reaper, self._preloading = None, None, []
+
+
+PRELOAD = ("torch", "lightning")  # what every nag evaluation imports: seconds per fresh worker
+
+
+def _import_modules(names: tuple[str, ...]) -> None:
+    """Runs in a fresh Ray worker: import ``names`` (those not installed are skipped)."""
+    import importlib
+
+    for name in names:
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            pass
 
 
 def _is_int(x: Any) -> bool:
@@ -251,6 +280,7 @@ class _Reaper:
     def __init__(self, proc: subprocess.Popen | None, before: set[tuple[int, str]]) -> None:
         self.proc = proc
         self.sent = set(before)
+        self.last_scan = -math.inf
 
     @classmethod
     def start(cls) -> _Reaper:
@@ -262,10 +292,15 @@ class _Reaper:
         )
         return cls(proc, _descendants(os.getpid()))  # what ran before Ray (the reaper too) is not Ray's
 
-    def watch_new(self) -> None:
-        """Tell the reaper about this driver's descendants started since the last call."""
+    def watch_new(self, every_s: float = 0.0) -> None:
+        """Tell the reaper about this driver's descendants started since the last call; with
+        ``every_s``, skip the /proc scan when the last one is more recent than that."""
         if self.proc is None or self.proc.stdin is None or self.proc.poll() is not None:
             return
+        now = time.monotonic()
+        if now - self.last_scan < every_s:
+            return
+        self.last_scan = now
         new = _descendants(os.getpid()) - self.sent
         if new:
             self.proc.stdin.write("".join(f"{pid} {start}\n" for pid, start in sorted(new)).encode())

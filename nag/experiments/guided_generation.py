@@ -125,9 +125,11 @@ def guided_generation(cfg: DictConfig) -> dict:
 
     settings = SamplerSettings.pick(cfg)
     guides = [primary.build(predictor, metric), *(e.build(predictor) for e in extra)]
-    _, guided, guided_s = timed_sample(build_sampler(prior, settings, guides, progress=True), n, seed)
+    guided_sampler = build_sampler(prior, settings, guides, progress=True)
+    _, guided, guided_s = timed_sample(guided_sampler, n, seed)
     _, unguided, unguided_s = timed_sample(build_sampler(prior, settings, progress=True), n, seed)
     results["guidance_unit"] = guides[0].unit  # calibrated by the sampler (1.0 with scale=absolute)
+    results["guidance_weight_factor"] = guided_sampler.weight_factor  # < 1: the collapse guard weakened the guides
 
     higher = primary.direction != "min"
     for prefix, archs in (("", guided), ("unguided_", unguided)):

@@ -191,7 +191,8 @@ def pareto_generation(cfg: DictConfig) -> dict[str, Any]:
     guides = [s.build(predictors[s.predictor]) for s in specs]
     settings = SamplerSettings.pick(cfg)
     t0 = time.perf_counter()
-    guided = build_sampler(prior, settings, guides).sample(n, seed=seed)
+    guided_sampler = build_sampler(prior, settings, guides)
+    guided = guided_sampler.sample(n, seed=seed)
     guided_s = time.perf_counter() - t0
     unguided = build_sampler(prior, settings).sample(n_unguided, seed=seed) if n_unguided else []
 
@@ -223,6 +224,7 @@ def pareto_generation(cfg: DictConfig) -> dict[str, Any]:
     is_guided = np.array([r["set"] == "guided" for r in rows])
     results: dict[str, Any] = {"n": n, "n_unguided": n_unguided}
     results["uniqueness"] = generation_metrics(guided, space)["uniqueness"]
+    results["guidance_weight_factor"] = guided_sampler.weight_factor  # < 1: the collapse guard weakened the guides
     for a in axes:
         values = np.array([r[a.column] for r in rows])
         results[f"{a.column}_median"] = float(np.median(values[is_guided]))

@@ -184,6 +184,7 @@ def transfer_nas(cfg: DictConfig) -> dict:
         "n_candidates_unique": len(candidates),
         "predictor_spearman_on_task": float(rho),
         "generate_s": generate_s,
+        "guidance_weight_factor": sampler.weight_factor,
         "wall_s": time.perf_counter() - start,
         "task": task.name,
         "encoder_weights": extractor.weights_kind,

@@ -325,7 +325,8 @@ class DiffusionPool(PoolOptimizer):
             mixture = IncumbentMixture(build_sde(self.prior.sde), to_state(self.space, [q.arch for q in top]),
                                        np.array([q.value for q in top]), self.trust_radius)
             guides.append(Guide(mixture, weight=self.trust_weight, direction="max", scale="absolute"))  # a log-density
-        settings = {"batch_size": self.batch_size, "diversity": {"weight": self.diversity}}
+        # No collapse guard: the pool keeps only fresh archs, and the acquisition's kappa sets exploration.
+        settings = {"batch_size": self.batch_size, "diversity": {"weight": self.diversity}, "min_uniqueness": None}
         if self.solver is not None:  # a name, a config mapping or a Solver
             solver = self.solver.config() if hasattr(self.solver, "config") else self.solver
             settings["solver"] = {"name": solver} if isinstance(solver, str) else solver
