@@ -102,6 +102,8 @@ BAD_VALUES = [
     (["experiment=generate", "batch_size=0"], "config key 'batch_size' = 0 is not accepted: expected an int >= 1."),
     (["experiment=generate", "seed=1.5"], "config key 'seed' = 1.5 is not accepted: expected an int >= 0."),
     (["experiment=bo_nas", "budget=-1"], "config key 'budget' = -1 is not accepted: expected an int >= 1."),
+    (["experiment=guided_generation", "min_uniqueness=1.5"],
+     "config key 'min_uniqueness' = 1.5 is not accepted: expected a number > 0 and <= 1 or null."),
     (["experiment=guided_generation", "guidance.weight=abc"],
      "config key 'guidance.weight' = 'abc' is not accepted: expected a number."),
     (["experiment=generate", "trainer.devices=0"],

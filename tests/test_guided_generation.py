@@ -175,7 +175,8 @@ def test_experiment_end_to_end(synthetic_csv, tiny_prior, tmp_path):
     )
     results = run_experiment(cfg, out_dir=tmp_path)
     keys = {"frac_top5", "frac_top1", "mean_true", "max_true", "uniqueness", "predictor_spearman",
-            "predictor_spearman_t0.1", "predictor_spearman_t0.5", "wall_s", "guided_archs_per_s"}
+            "predictor_spearman_t0.1", "predictor_spearman_t0.5", "wall_s", "guided_archs_per_s",
+            "guidance_weight_factor"}
     keys |= {f"unguided_{k}" for k in ("frac_top5", "frac_top1", "mean_true", "max_true", "uniqueness")}
     assert keys <= set(results)
     assert json.loads((tmp_path / "results.json").read_text()) == results
@@ -187,6 +188,18 @@ def test_experiment_end_to_end(synthetic_csv, tiny_prior, tmp_path):
     values = [float(line.split("\t")[1]) for line in (tmp_path / "guided.txt").read_text().splitlines()[1:]]
     assert results["mean_true"] == pytest.approx(np.mean(values), abs=1e-3)
     assert 0 <= results["frac_top5"] <= 1 and 0 < results["uniqueness"] <= 1
+
+
+def test_collapse_guard_in_the_experiment(synthetic_csv, tiny_prior, tmp_path):
+    """The config's min_uniqueness reaches the sampler: a strong weight leaves duplicates among 12
+    samples; with a floor of 1 the guard weakens it until all are distinct (or gives up at 0.9^5)."""
+    common = ["experiment=guided_generation", f"benchmark.path={synthetic_csv}", f"prior.path={tiny_prior}", *FAST,
+              "n=12", "guidance.weight=60"]
+    off = run_experiment(compose_config([*common, "min_uniqueness=null"]), out_dir=tmp_path / "off")
+    assert off["guidance_weight_factor"] == 1.0 and off["uniqueness"] < 1.0
+    guarded = run_experiment(compose_config([*common, "min_uniqueness=1.0"]), out_dir=tmp_path / "on")
+    assert 0.9**5 - 1e-12 <= guarded["guidance_weight_factor"] < 1.0
+    assert guarded["uniqueness"] == 1.0 or guarded["guidance_weight_factor"] == pytest.approx(0.9**5)
 
 
 def test_experiment_multi_objective_keys(synthetic_csv, tiny_prior, tmp_path):

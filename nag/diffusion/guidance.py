@@ -67,7 +67,8 @@ CALIBRATION_SEED = 0
 CALIBRATION_TIMES = 11  # noise levels t = 0, T/10, ..., T at which it is measured (linear in between)
 # Collapse guard (the experiments' default, GuidedSampler's min_uniqueness): when fewer than
 # MIN_UNIQUENESS of a draw's archs are distinct, the objective guides' weights are multiplied by
-# RELAX_FACTOR and the draw is repeated (same seed), at most MAX_RELAXATIONS times. Chosen on the
+# RELAX_FACTOR and the draw is repeated (same seed), at most MAX_RELAXATIONS times, then one
+# bisection step refines the factor (GuidedSampler.sample_tensor). Chosen on the
 # tuning columns and seeds of the default weight (docs/guidance.md, "The collapse guard").
 MIN_UNIQUENESS = 0.65
 RELAX_FACTOR = 0.9
@@ -633,7 +634,8 @@ class GuidedSampler:
         min_uniqueness: the collapse guard. When fewer than this fraction of a draw's decoded
             archs are distinct (times ``space.size / n`` when the space has fewer archs than n), the weights of the objective guides (those with a direction) are
             multiplied by ``RELAX_FACTOR`` and the draw is repeated with the same seed, up to
-            ``MAX_RELAXATIONS`` times; ``weight_factor`` then holds the factor used. None (here)
+            ``MAX_RELAXATIONS`` times; one bisection step between the first factor that is weak
+            enough and the last that was not refines it. ``weight_factor`` holds the factor used. None (here)
             turns it off; the experiments' sampler settings default to ``MIN_UNIQUENESS``.
 
     Raises IncompatibleComponentsError when a guide's predictor records another SDE or space.
@@ -674,29 +676,41 @@ class GuidedSampler:
     def sample_tensor(self, n: int, seed: int = 0, batch_size: int | None = None) -> Tensor:
         """``n`` raw samples ``[n, N, V]`` in the [-1, 1] scale (before decoding), on the CPU;
         redrawn with weaker objective guides while the collapse guard finds too few distinct archs."""
-        objectives = [g for g in self.guides if isinstance(g, Guide) and g.direction is not None and g.weight]
-        weights = [g.weight for g in objectives]
         self.weight_factor = 1.0
         x = self._draw(n, seed, batch_size)
+        objectives = [g for g in self.guides if isinstance(g, Guide) and g.direction is not None and g.weight]
         if self.min_uniqueness is None or not objectives or n < 2:
             return x
         size = self.prior.space.size  # n draws from a space of fewer archs cannot all be distinct
         floor = self.min_uniqueness * (1.0 if size is None else min(1.0, size / n))
+        if distinct_fraction(self.prior.space.decode(x)) >= floor:
+            return x
+        weights = [g.weight for g in objectives]
+
+        def draw_at(factor: float) -> tuple[Tensor, bool]:
+            for g, w in zip(objectives, weights):
+                g.weight = w * factor
+            drawn = self._draw(n, seed, batch_size)
+            return drawn, distinct_fraction(self.prior.space.decode(drawn)) >= floor
+
         try:
-            for k in range(1, MAX_RELAXATIONS + 2):
-                distinct = distinct_fraction(self.prior.space.decode(x))
-                if distinct >= floor:
+            too_strong = 1.0
+            for k in range(1, MAX_RELAXATIONS + 1):
+                factor = RELAX_FACTOR**k
+                x, enough = draw_at(factor)
+                if enough:  # one bisection step back toward the last factor that was too strong
+                    middle = math.sqrt(too_strong * factor)
+                    x_middle, enough = draw_at(middle)
+                    if enough:
+                        x, factor = x_middle, middle
                     break
-                if k > MAX_RELAXATIONS:
-                    warnings.warn(
-                        f"collapse guard: only {distinct:.2f} of {n} guided samples are distinct at "
-                        f"{self.weight_factor:.2f}x the guidance weight (floor {floor:.2f}); lower guidance.weight, "
-                        f"or set min_uniqueness lower (null turns the guard off)", stacklevel=2)
-                    break
-                self.weight_factor = RELAX_FACTOR**k
-                for g, w in zip(objectives, weights):
-                    g.weight = w * self.weight_factor
-                x = self._draw(n, seed, batch_size)
+                too_strong = factor
+            else:
+                warnings.warn(
+                    f"collapse guard: fewer than {floor:.2f} of {n} guided samples are distinct even at "
+                    f"{factor:.2f}x the guidance weight; lower guidance.weight, or set min_uniqueness lower "
+                    f"(null turns the guard off)", stacklevel=2)
+            self.weight_factor = factor
         finally:
             for g, w in zip(objectives, weights):
                 g.weight = w
