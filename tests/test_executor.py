@@ -143,3 +143,15 @@ def test_random_search_batches_draw_the_same_archs_as_one_at_a_time(nb201_table)
     assert one == three and (rounds_one, rounds_three) == (7, 3)
     with pytest.raises(ConfigError, match="batch >= 1"):
         build_method("random", SPACE, {"batch": 0})
+
+
+def test_a_driver_that_only_dispatches_jobs_does_not_import_lightning():
+    """executor=ray's driver never trains: importing Lightning (~3 s) there only delays Ray's start."""
+    import subprocess
+
+    code = (
+        "import sys, nag.experiments.build_meta_db, nag.executor.ray, nag.modules.trainer; "
+        "print('lightning' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

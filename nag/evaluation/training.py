@@ -15,14 +15,12 @@ from typing import Annotated, Any, ClassVar
 
 import numpy as np
 import torch
-from lightning.pytorch import seed_everything
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from pydantic import Field
 
 from nag.errors import ConfigError
-from nag.modules.classifier import ClassifierModule
 from nag.modules.trainer import TrainerSettings, build_trainer, quiet_lightning
 from nag.schema import Settings
 from nag.spaces.base import Arch, SearchSpace
@@ -90,6 +88,10 @@ def train_eval_model(
 
     The caller's global RNG states are restored afterwards.
     """
+    from lightning.pytorch import seed_everything  # lazily: a driver that only dispatches jobs needs no Lightning
+
+    from nag.modules.classifier import ClassifierModule
+
     budget = TrainBudget.from_any(budget)
     start = time.perf_counter()
     with _preserved_rng(), quiet_lightning(enabled=not progress), _threads(num_threads):

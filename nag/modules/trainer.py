@@ -8,12 +8,14 @@ import contextlib
 import logging
 import warnings
 from collections.abc import Iterator, Mapping
-from typing import Annotated, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
-import lightning as L
 from pydantic import Field
 
 from nag.schema import Settings
+
+if TYPE_CHECKING:
+    import lightning as L
 
 PRECISIONS = ("32", "32-true", "16-mixed", "bf16-mixed", "64-true", "16-true", "bf16-true")
 STRATEGIES = ("auto", "ddp", "ddp_spawn", "ddp_find_unused_parameters_true", "fsdp", "deepspeed", "single_device")
@@ -64,6 +66,8 @@ def build_trainer(settings: TrainerSettings | Mapping[str, Any] | None = None, *
         **trainer_kwargs(TrainerSettings.from_any(settings)),
     }
     options.update(kwargs)
+    import lightning as L  # here, not at the top: a Ray driver or a settings check never pays its ~3 s import
+
     return L.Trainer(**options)
 
 
