@@ -142,3 +142,18 @@ def test_meta_db_pilot_runs_and_resumes(tmp_path, capsys):
     assert len(rows) == 3 and {r["seed"] for r in rows} == {0, 1}  # arch 1 again with seed 1
     pilot.main(["--budgets", "s2", "--tasks", "1", "--archs", "2", "--out", str(out)])
     assert len(out.read_text().splitlines()) == 3 and "0 runs to do" in capsys.readouterr().out
+
+
+def test_seed_agreement_reports_rank_agreement_per_task(tmp_path, capsys):
+    def write(path, flip):
+        with open(path, "w") as f:
+            for i in range(8):
+                for seed in (0, 1):
+                    acc = float(i if not (flip and seed) else 7 - i)  # the second seed agrees, or reverses
+                    f.write(json.dumps({"task": "t", "arch": f"a{i}", "seed": seed, "val_acc": acc}) + "\n")
+
+    write(tmp_path / "same.jsonl", flip=False)
+    write(tmp_path / "flip.jsonl", flip=True)
+    load("seed_agreement").main([str(tmp_path / "same.jsonl"), str(tmp_path / "flip.jsonl")])
+    row = capsys.readouterr().out.strip().splitlines()[-1]
+    assert row.startswith("t | 8 | +1.00 / 2.29 | -1.00 / 0.00 |")

@@ -1,0 +1,65 @@
+"""How much of a task's architecture ranking is seed noise, in one or more meta-database row files.
+
+    python benchmarks/seed_agreement.py nag/assets/meta_db/diverse_nb201.jsonl benchmarks/results/meta_db_budget/steps200_5tasks.jsonl
+
+For each task present in every file, with the (arch) pairs trained with two seeds in every file:
+the Spearman correlation between the two seeds' rankings of the task's archs (how well a task can
+be ranked at all: no predictor does much better than a second seed), and the standard deviation
+of the two-seed mean accuracy over the archs (how much the archs differ). With two files, also the
+Spearman between the files' two-seed means (does a longer budget keep the ranking?).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import warnings
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+from scipy.stats import ConstantInputWarning, spearmanr
+
+
+def load(path: Path) -> dict[tuple[str, str], dict[int, float]]:
+    """(task, arch) -> {seed: val_acc}."""
+    rows: dict[tuple[str, str], dict[int, float]] = defaultdict(dict)
+    with open(path) as f:
+        for line in f:
+            r = json.loads(line)
+            rows[(r["task"], r["arch"])][int(r["seed"])] = float(r["val_acc"])
+    return rows
+
+
+def rho(a: list[float], b: list[float]) -> float:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConstantInputWarning)
+        return float(spearmanr(a, b).correlation)
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("files", nargs="+", type=Path, help="meta-database row files (jsonl)")
+    p.add_argument("--min-archs", type=int, default=8, help="skip tasks with fewer two-seed archs in common")
+    args = p.parse_args(argv)
+    dbs = [load(f) for f in args.files]
+    common = set.intersection(*({k for k, v in db.items() if len(v) >= 2} for db in dbs))
+    tasks = sorted({t for t, _ in common})
+    print("task | archs | " + " | ".join(f"seed rho / std [{f.name}]" for f in args.files)
+          + (" | rho between files" if len(dbs) == 2 else ""))
+    for t in tasks:
+        keys = sorted(k for k in common if k[0] == t)
+        if len(keys) < args.min_archs:
+            continue
+        cells, means = [], []
+        for db in dbs:
+            a = [db[k][sorted(db[k])[0]] for k in keys]
+            b = [db[k][sorted(db[k])[1]] for k in keys]
+            mean = list((np.array(a) + np.array(b)) / 2)
+            means.append(mean)
+            cells.append(f"{rho(a, b):+.2f} / {np.std(mean):.2f}")
+        across = f" | {rho(means[0], means[1]):+.2f}" if len(dbs) == 2 else ""
+        print(f"{t} | {len(keys)} | " + " | ".join(cells) + across)
+
+
+if __name__ == "__main__":
+    main()
