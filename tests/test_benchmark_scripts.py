@@ -157,3 +157,27 @@ def test_seed_agreement_reports_rank_agreement_per_task(tmp_path, capsys):
     load("seed_agreement").main([str(tmp_path / "same.jsonl"), str(tmp_path / "flip.jsonl")])
     row = capsys.readouterr().out.strip().splitlines()[-1]
     assert row.startswith("t | 8 | +1.00 / 2.29 | -1.00 / 0.00 |")
+
+
+def test_task_similarity_finds_rankings_that_depend_on_the_task(tmp_path, capsys):
+    """Two sources rank archs in opposite orders: one ranking for all tasks cannot rank both; a
+    kernel over the tasks' recipes ranks each like its own source."""
+    ops = ["nor_conv_3x3", "avg_pool_3x3", "skip_connect", "nor_conv_1x1"]
+    archs = [f"|{a}~0|+|{b}~0|{c}~1|+|{a}~0|{b}~1|{c}~2|" for a in ops for b in ops for c in ops[:2]]
+    rows = []
+    for i in range(12):
+        source = "digits" if i % 2 else "shapes"
+        for j, arch in enumerate(archs):
+            conv = arch.count("conv_3x3")
+            score = conv if source == "digits" else -conv
+            for seed in (0, 1):
+                rows.append({"task": f"{source}{i}", "arch": arch, "space": "nb201", "seed": seed, "family": source,
+                             "val_acc": 50.0 + 5 * score + 0.1 * ((j * 7 + seed) % 5), "held_out": i >= 10,
+                             "recipe": {"source": source, "classes": [0, 1, 2]}})
+    db = tmp_path / "db.jsonl"
+    db.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    load("task_similarity").main(["--db", str(db), "--descriptor", "recipe", "--taus", "0.25"])
+    out = capsys.readouterr().out
+    uncond = float(out.split("uncond: leave-one-task-out ")[1].split(",")[0])
+    kernel = float(out.split("recipe kernel tau=0.25: leave-one-task-out ")[1].split()[0])
+    assert kernel > 0.8 and kernel > uncond + 0.5, out
