@@ -3,6 +3,7 @@
     python benchmarks/executor_throughput.py          # 20 tasks of the diverse suite x 20 archs (400 rows), 2 Ray workers
     python benchmarks/executor_throughput.py --n-tasks 2 --archs-per-task 4 --epochs 1 --order ray local
     python benchmarks/executor_throughput.py --order local ray ray local     # ABBA: cancels a drifting load
+    python benchmarks/executor_throughput.py --n-tasks 40 --archs-per-task 30 --order local ray ray local   # 1,200 rows (45 min)
 
 Each executor runs the real command line (``python -m nag.run experiment=build_meta_db ...``)
 into a fresh row file, with one torch thread per evaluation (OMP_NUM_THREADS=NAG_NUM_THREADS=1,
