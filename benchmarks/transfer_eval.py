@@ -42,6 +42,10 @@ def run(args: argparse.Namespace) -> None:
             subprocess.run(cmd, check=True, env=env)
 
 
+def _num(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:.2f}"
+
+
 def report(args: argparse.Namespace) -> None:
     rows = []
     for index in args.tasks:
@@ -56,8 +60,12 @@ def report(args: argparse.Namespace) -> None:
     print("|---|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['task']} | {r['seed']} | {r['guided_mean_test_acc']:.2f} | {r['random_mean_test_acc']:.2f} | "
-              f"{r['best_test_acc']:.2f} | {r['random_best_test_acc']:.2f} | {r['predictor_spearman_on_task']:.2f} |")
-    mean = lambda k: sum(r[k] for r in rows) / len(rows)  # noqa: E731
+              f"{r['best_test_acc']:.2f} | {r['random_best_test_acc']:.2f} | {_num(r['predictor_spearman_on_task'])} |")
+
+    def mean(k: str) -> float:  # over the runs where it is defined (a saturated task's Spearman is null)
+        values = [r[k] for r in rows if r[k] is not None]
+        return sum(values) / len(values) if values else float("nan")
+
     wins = sum(r["best_test_acc"] >= r["random_best_test_acc"] for r in rows)
     print(f"| mean of {len(rows)} runs | | {mean('guided_mean_test_acc'):.2f} | {mean('random_mean_test_acc'):.2f} | "
           f"{mean('best_test_acc'):.2f} | {mean('random_best_test_acc'):.2f} | {mean('predictor_spearman_on_task'):.2f} |")

@@ -190,6 +190,16 @@ def constraint_scores(archs: Sequence[Any], table: Any, metric: str, guides: Seq
     return out
 
 
+def spearman(pred: Sequence[float], true: Sequence[float]) -> float | None:
+    """Spearman rank correlation of ``pred [n]`` with ``true [n]``; None where it is undefined
+    (fewer than 3 values, or one side constant: e.g. a task on which every arch scores 100%)."""
+    from scipy.stats import spearmanr
+
+    if len(pred) < 3 or np.ptp(np.asarray(true, dtype=float)) == 0 or np.ptp(np.asarray(pred, dtype=float)) == 0:
+        return None
+    return float(spearmanr(pred, true).statistic)
+
+
 def predictor_spearman(
     predictor: Any, space: SearchSpace, archs: Sequence[Any], values: np.ndarray, target: str, t: float = 0.0,
     seed: int = 0,

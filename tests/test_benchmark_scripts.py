@@ -181,3 +181,19 @@ def test_task_similarity_finds_rankings_that_depend_on_the_task(tmp_path, capsys
     uncond = float(out.split("uncond: leave-one-task-out ")[1].split(",")[0])
     kernel = float(out.split("recipe kernel tau=0.25: leave-one-task-out ")[1].split()[0])
     assert kernel > 0.8 and kernel > uncond + 0.5, out
+
+
+def test_transfer_eval_report_skips_an_undefined_spearman(tmp_path, capsys):
+    import argparse
+
+    te = load("transfer_eval")
+    for seed, rho in ((0, 0.5), (1, None)):  # seed 1: a saturated task, every arch scored the same
+        folder = te.run_dir(tmp_path, 7, seed)
+        folder.mkdir(parents=True)
+        (folder / "results.json").write_text(json.dumps({
+            "task": "t", "guided_mean_test_acc": 90.0, "random_mean_test_acc": 80.0, "best_test_acc": 95.0,
+            "random_best_test_acc": 85.0 + 20 * seed, "predictor_spearman_on_task": rho, "best_arch": "a", "wall_s": 1.0}))
+    te.report(argparse.Namespace(tasks=[7], seeds=[0, 1], out=tmp_path))
+    out = capsys.readouterr().out
+    assert "| 105.00 | n/a |" in out and out.splitlines()[4].endswith("| 0.50 |")  # the mean over defined runs
+    assert "guided best >= random best in 1 of 2 runs" in out

@@ -133,3 +133,12 @@ def test_validity_threshold_uses_optional_nodes_and_cross_node_rules(mbv3):
 
 def test_op_kl_is_nan_only_without_data(nb201):
     assert math.isnan(generation_metrics([None], nb201, train_archs=nb201.sample(3, 0))["op_kl"])
+
+
+def test_spearman_is_none_where_it_is_undefined():
+    from nag.metrics import spearman
+
+    assert spearman([1.0, 2.0, 3.0], [10.0, 30.0, 20.0]) == pytest.approx(0.5)
+    assert spearman([1.0, 2.0, 3.0], [100.0, 100.0, 100.0]) is None  # a saturated task: every arch 100%
+    assert spearman([0.5, 0.5, 0.5], [1.0, 2.0, 3.0]) is None
+    assert spearman([1.0, 2.0], [1.0, 2.0]) is None

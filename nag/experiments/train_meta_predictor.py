@@ -43,7 +43,6 @@ from typing import Any, Literal
 import numpy as np
 import torch
 from omegaconf import DictConfig
-from scipy.stats import spearmanr
 from torch import Tensor
 
 from nag.diffusion.prior import PriorConfig, load_prior
@@ -54,6 +53,7 @@ from nag.io import append_jsonl, atomic_write_csv, read_jsonl, to_jsonable
 from nag.meta import MetaDatabase
 from nag.meta.database import ASSETS
 from nag.meta.features import DatasetEncoderConfig, build_extractor, spec_features
+from nag.metrics import spearman
 from nag.modules.meta_predictor import MetaPredictorOptions
 from nag.schema import Settings
 
@@ -146,13 +146,6 @@ def fit_rows(cfg: DictConfig, space, sde_config, rows: list[dict], features: dic
     options = MetaPredictorOptions(**plain(cfg.meta_predictor)).settings()
     return fit_meta_predictor(space, parsed, features, sde_config, seed=seed, progress=True, trainer=trainer_settings(cfg),
                               **options)
-
-
-def spearman(pred: Sequence[float], true: Sequence[float]) -> float | None:
-    """Spearman rank correlation; None where it is undefined (a constant side)."""
-    if len(pred) < 3 or np.ptp(true) == 0 or np.ptp(pred) == 0:
-        return None
-    return float(spearmanr(pred, true).statistic)
 
 
 class CostBaselines:

@@ -17,7 +17,7 @@ against the measured test accuracy.
 Results: ``best_arch``, ``best_val_acc``, ``best_test_acc``, ``random_best_arch``,
 ``random_best_test_acc``, ``n_trained``, ``n_candidates_unique``,
 ``predictor_spearman_on_task`` (predicted vs measured test accuracy over every arch trained in
-the run), ``generate_s``, ``wall_s``, ``task`` and ``encoder_weights`` (the dataset encoder's
+the run; null when they all scored the same), ``generate_s``, ``wall_s``, ``task`` and ``encoder_weights`` (the dataset encoder's
 weights: ``pretrained``, ``trained`` or ``random``; see ``nag.modules.nets.feature_extractor``).
 """
 from __future__ import annotations
@@ -28,7 +28,6 @@ from typing import Any
 
 import numpy as np
 from omegaconf import DictConfig
-from scipy.stats import spearmanr
 from tqdm import tqdm
 
 from nag.diffusion.guidance import GuideSpec
@@ -42,6 +41,7 @@ from nag.experiments.config import PositiveInt, SamplingConfig
 from nag.io import RowStore, atomic_write_csv, atomic_write_png
 from nag.meta.database import ASSETS
 from nag.meta.features import DatasetEncoderConfig, build_extractor
+from nag.metrics import spearman
 from nag.schema import Settings
 from nag.wandb_utils import log_metrics
 
@@ -171,7 +171,7 @@ def transfer_nas(cfg: DictConfig) -> dict:
 
     guided, rand = best("guided"), best("random")
     unique_rows = list({r["arch"]: r for r in rows}.values())
-    rho = spearmanr([r["predicted"] for r in unique_rows], [r["test_acc"] for r in unique_rows]).statistic
+    rho = spearman([r["predicted"] for r in unique_rows], [r["test_acc"] for r in unique_rows])
     return {
         "best_arch": guided["arch"],
         "best_val_acc": guided["val_acc"],
@@ -182,7 +182,7 @@ def transfer_nas(cfg: DictConfig) -> dict:
         "random_mean_test_acc": float(np.mean([r["test_acc"] for r in rows if r["group"] == "random"])),
         "n_trained": len(rows),
         "n_candidates_unique": len(candidates),
-        "predictor_spearman_on_task": float(rho),
+        "predictor_spearman_on_task": rho,  # null when every trained arch scored the same
         "generate_s": generate_s,
         "guidance_weight_factor": sampler.weight_factor,
         "wall_s": time.perf_counter() - start,
