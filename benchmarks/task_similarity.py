@@ -54,7 +54,7 @@ class Tasks:
         if len(spaces) != 1:
             raise SystemExit(f"one search space per database, got {sorted(spaces)}")
         (name,) = spaces
-        space = get_space(name, C=8, N=1) if name == "nb201" else get_space(name)
+        space = get_space(name)  # only its arch strings and tokens are read
         by_task: dict[str, list[tuple[str, float]]] = defaultdict(list)
         for (task, arch), values in acc.items():
             by_task[task].append((arch, float(np.mean(values))))
@@ -106,14 +106,14 @@ def recipe_distance(tasks: Tasks) -> Callable[[str, str], float]:
     return distance
 
 
-def encoder_distance(tasks: Tasks, n_per_class: int, seed: int) -> Callable[[str, str], float]:
+def encoder_distance(tasks: Tasks, db: Path, n_per_class: int, seed: int) -> Callable[[str, str], float]:
     import torch
 
     from nag.meta import MetaDatabase
     from nag.meta.features import build_extractor, spec_features
 
     torch.set_num_threads(1)
-    specs = [s for s in MetaDatabase(tasks.db_path).task_specs() if s.id in tasks.X]
+    specs = [s for s in MetaDatabase(db).task_specs() if s.id in tasks.X]
     feats = spec_features(build_extractor({"backbone": "resnet18"}), specs, n_per_class, seed)
     emb = {}
     for t, x in feats.items():  # x: [K, n, F]
@@ -143,7 +143,6 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
     rows = [json.loads(line) for line in open(args.db)]
     tasks = Tasks(rows)
-    tasks.db_path = args.db
     print(f"{args.db.name}: {len(tasks.train)} training tasks, {len(tasks.held)} held-out tasks; ridge on one-hot op tokens")
 
     def loo(weights_of: Callable[[str, list[str]], np.ndarray | None]) -> list[float]:
@@ -159,7 +158,8 @@ def main(argv: list[str] | None = None) -> None:
     base_loo, base_held = loo(lambda t, pool: None), held(lambda t, pool: None)
     print(f"uncond: leave-one-task-out {np.nanmean(base_loo):.3f}, held-out tasks {np.nanmean(base_held):.3f}")
     for name in args.descriptor:
-        distance = encoder_distance(tasks, args.n_per_class, args.seed) if name == "encoder" else recipe_distance(tasks)
+        distance = (encoder_distance(tasks, args.db, args.n_per_class, args.seed) if name == "encoder"
+                    else recipe_distance(tasks))
         grid = {tau: loo(lambda t, pool, tau=tau: kernel_weights(distance, t, pool, tau)) for tau in args.taus}
         for tau, scores in grid.items():
             print(f"  {name} kernel tau={tau:g}: leave-one-task-out {np.nanmean(scores):.3f}")

@@ -17,8 +17,9 @@ against the measured test accuracy.
 Results: ``best_arch``, ``best_val_acc``, ``best_test_acc``, ``random_best_arch``,
 ``random_best_test_acc``, ``n_trained``, ``n_candidates_unique``,
 ``predictor_spearman_on_task`` (predicted vs measured test accuracy over every arch trained in
-the run; null when they all scored the same), ``generate_s``, ``wall_s``, ``task`` and ``encoder_weights`` (the dataset encoder's
-weights: ``pretrained``, ``trained`` or ``random``; see ``nag.modules.nets.feature_extractor``).
+the run; null when they all scored the same), ``generate_s``, ``wall_s``, ``task`` and
+``encoder_weights`` (the dataset encoder's weights: ``pretrained``, ``trained`` or ``random``;
+see ``nag.modules.nets.feature_extractor``).
 """
 from __future__ import annotations
 
