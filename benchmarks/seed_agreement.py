@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import warnings
 from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
-from scipy.stats import ConstantInputWarning, spearmanr
+
+from nag.metrics import spearman
 
 
 def load(path: Path) -> dict[tuple[str, str], dict[int, float]]:
@@ -30,10 +30,10 @@ def load(path: Path) -> dict[tuple[str, str], dict[int, float]]:
     return rows
 
 
-def rho(a: list[float], b: list[float]) -> float:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConstantInputWarning)
-        return float(spearmanr(a, b).correlation)
+def rho(a: list[float], b: list[float]) -> str:
+    """Spearman of a and b, or n/a where it is undefined (every arch scored the same)."""
+    value = spearman(a, b)
+    return "n/a" if value is None else f"{value:+.2f}"
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -56,8 +56,8 @@ def main(argv: list[str] | None = None) -> None:
             b = [db[k][sorted(db[k])[1]] for k in keys]
             mean = list((np.array(a) + np.array(b)) / 2)
             means.append(mean)
-            cells.append(f"{rho(a, b):+.2f} / {np.std(mean):.2f}")
-        across = f" | {rho(means[0], means[1]):+.2f}" if len(dbs) == 2 else ""
+            cells.append(f"{rho(a, b)} / {np.std(mean):.2f}")
+        across = f" | {rho(means[0], means[1])}" if len(dbs) == 2 else ""
         print(f"{t} | {len(keys)} | " + " | ".join(cells) + across)
 
 

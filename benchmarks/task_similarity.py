@@ -26,13 +26,13 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import warnings
 from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-from scipy.stats import ConstantInputWarning, spearmanr
+
+from nag.metrics import spearman
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DB = REPO / "nag" / "assets" / "meta_db" / "diverse_nb201.jsonl"
@@ -82,11 +82,11 @@ def fit(tasks: Tasks, names: list[str], weights: np.ndarray | None = None, lam: 
     return np.linalg.solve((Xb * w[:, None]).T @ Xb + lam * np.eye(Xb.shape[1]), (Xb * w[:, None]).T @ z)
 
 
-def spearman(tasks: Tasks, beta: np.ndarray, task: str) -> float:
+def task_spearman(tasks: Tasks, beta: np.ndarray, task: str) -> float:
+    """Spearman of the ridge's predictions with the task's accuracies; NaN where undefined (averaged with nanmean)."""
     pred = np.hstack([tasks.X[task], np.ones((len(tasks.X[task]), 1))]) @ beta
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConstantInputWarning)
-        return float(spearmanr(pred, tasks.y[task]).correlation)
+    value = spearman(list(pred), list(tasks.y[task]))
+    return float("nan") if value is None else value
 
 
 def recipe_distance(tasks: Tasks) -> Callable[[str, str], float]:
@@ -149,11 +149,11 @@ def main(argv: list[str] | None = None) -> None:
         out = []
         for t in tasks.train:
             pool = [u for u in tasks.train if u != t]
-            out.append(spearman(tasks, fit(tasks, pool, weights_of(t, pool)), t))
+            out.append(task_spearman(tasks, fit(tasks, pool, weights_of(t, pool)), t))
         return out
 
     def held(weights_of: Callable[[str, list[str]], np.ndarray | None]) -> list[float]:
-        return [spearman(tasks, fit(tasks, tasks.train, weights_of(t, tasks.train)), t) for t in tasks.held]
+        return [task_spearman(tasks, fit(tasks, tasks.train, weights_of(t, tasks.train)), t) for t in tasks.held]
 
     base_loo, base_held = loo(lambda t, pool: None), held(lambda t, pool: None)
     print(f"uncond: leave-one-task-out {np.nanmean(base_loo):.3f}, held-out tasks {np.nanmean(base_held):.3f}")
