@@ -262,8 +262,10 @@ def test_rows_are_seed_averaged_labels_standardised_per_task_and_folds_partition
            {"task": "a", "arch": "y", "val_acc": 70.0, "seed": 0}, {"task": "b", "arch": "x", "val_acc": 90.0, "seed": 0},
            {"task": "b", "arch": "y", "val_acc": 80.0, "seed": 0}]
     rows = seed_means(raw, "val_acc")
-    assert rows == [{"task": "a", "arch": "x", "accuracy": 55.0}, {"task": "a", "arch": "y", "accuracy": 70.0},
-                    {"task": "b", "arch": "x", "accuracy": 90.0}, {"task": "b", "arch": "y", "accuracy": 80.0}]
+    assert rows == [{"task": "a", "arch": "x", "accuracy": 55.0, "source": None},
+                    {"task": "a", "arch": "y", "accuracy": 70.0, "source": None},
+                    {"task": "b", "arch": "x", "accuracy": 90.0, "source": None},
+                    {"task": "b", "arch": "y", "accuracy": 80.0, "source": None}]
     z = task_labels(rows, "task_z")
     assert [r["accuracy"] for r in z] == pytest.approx([-1.0, 1.0, 1.0, -1.0])  # each task: mean 0, std 1
     assert task_labels(rows, "raw") == rows
@@ -296,6 +298,7 @@ def test_train_meta_predictor_scores_the_databases_held_out_tasks(tmp_path):
     pairs = {(r["task"], r["arch"]) for r in keep if r["task"] in train}
     assert results["n_tasks"] == 3 and results["n_rows"] == len(pairs) < 24  # seeds of a pair averaged into one row
     assert {"eval_spearman", "eval_unconditioned_spearman", "eval_params_spearman"} <= set(results)
+    assert results["kernel_tau"] > 0 and results["kernel_kappa"] >= 0  # the default task condition is the kernel
     table = (tmp_path / "run" / "heldout_tasks.csv").read_text().splitlines()
     assert table[0] == "task,meta,unconditioned,params,flops" and len(table) == 2 and held[0] in table[1]
     assert [r["fit"] for r in read_jsonl(tmp_path / "run" / "progress.jsonl")] == ["final", "final_unconditioned"]

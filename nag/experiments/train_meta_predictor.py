@@ -27,8 +27,9 @@ other settings is refused.
 Results: ``n_rows``, ``n_tasks``; over the folds' held-out tasks ``heldout_spearman`` (mean, the
 meta-predictor), ``heldout_spearman_min``, ``unconditioned_spearman``, ``params_spearman``,
 ``flops_spearman``; over the evaluation tasks (when the database has some) ``eval_spearman``,
-``eval_unconditioned_spearman``, ``eval_params_spearman``, ``eval_flops_spearman``; ``fit_s``
-(the final fit), ``wall_s``.
+``eval_unconditioned_spearman``, ``eval_params_spearman``, ``eval_flops_spearman``; for a kernel
+task condition (``meta_predictor.net_config.task_encoder: kernel``, the default) the final fit's
+``kernel_tau`` and ``kernel_kappa``; ``fit_s`` (the final fit), ``wall_s``.
 """
 from __future__ import annotations
 
@@ -83,11 +84,14 @@ class TrainMetaPredictorConfig(RunConfig):
 
 # ----- data ------------------------------------------------------------------------------------
 def seed_means(rows: Sequence[Mapping[str, Any]], metric: str) -> list[dict]:
-    """One row ``{task, arch, accuracy}`` per (task, arch): ``metric`` averaged over training seeds."""
+    """One row ``{task, arch, accuracy, source}`` per (task, arch): ``metric`` averaged over training
+    seeds; ``source`` (the task's image source) is None for rows without one."""
     values: dict[tuple[str, str], list[float]] = defaultdict(list)
+    source: dict[str, Any] = {}
     for r in rows:
         values[(r["task"], r["arch"])].append(float(r[metric]))
-    return [{"task": t, "arch": a, "accuracy": float(np.mean(v))} for (t, a), v in values.items()]
+        source[r["task"]] = r.get("source")
+    return [{"task": t, "arch": a, "accuracy": float(np.mean(v)), "source": source[t]} for (t, a), v in values.items()]
 
 
 def load_meta_rows(cfg: DictConfig, space, seed: int) -> tuple[list[dict], list[dict], dict[str, Tensor]]:
@@ -267,5 +271,7 @@ def train_meta_predictor(cfg: DictConfig) -> dict:
         write_table(run_dir() / "heldout_tasks.csv", table)
         results.update(eval_spearman=mean_of(table, "meta"), eval_unconditioned_spearman=mean_of(table, "unconditioned"),
                        **{f"eval_{b}_spearman": mean_of(table, b) for b in BASELINES})
+    if meta.kernel_width:
+        results.update({f"kernel_{k}": v for k, v in meta.kernel_width.items()})
     results.update(fit_s=final["fit_s"], wall_s=time.perf_counter() - start)
     return results

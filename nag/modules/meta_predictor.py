@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import copy
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Annotated, Any
 
 import torch
@@ -20,6 +20,7 @@ from torch import Tensor, nn
 from nag.errors import ConfigError
 from nag.modules.nets.gnn import GraphEncoder, mlp_head
 from nag.modules.nets.set_encoder import DatasetEncoder
+from nag.modules.nets.task_kernel import TaskKernelEncoder
 from nag.modules.trainer import TrainerSettings
 from nag.modules.predictor import (
     FrozenPredictor,
@@ -32,6 +33,7 @@ from nag.modules.predictor import (
     target_stats,
     train_module,
 )
+from nag.registry import Registry
 from nag.schema import factory_config
 from nag.spaces.base import Arch, SearchSpace
 
@@ -40,8 +42,22 @@ CHECKPOINT_FORMAT = "nag.meta_predictor"
 CHECKPOINT_VERSION = 1
 
 
+def _set_encoder(feature_dim: int, task_dim: int, net: dict[str, Any]) -> nn.Module:
+    return DatasetEncoder(feature_dim, net["set_hidden"], task_dim, net["set_heads"], net["num_inducing"])
+
+
+def _kernel_encoder(feature_dim: int, task_dim: int, net: dict[str, Any]) -> nn.Module:
+    return TaskKernelEncoder(feature_dim, task_dim, net["num_tasks"], net["kernel_tau"])
+
+
+# How a meta-predictor turns a task's features [K, n, F] into its condition [task_dim].
+TASK_ENCODERS: Registry[nn.Module] = Registry("task encoder", group="nag.task_encoders")
+TASK_ENCODERS.register("set", _set_encoder)
+TASK_ENCODERS.register("kernel", _kernel_encoder)
+
+
 class MetaPredictorNet(nn.Module):
-    """Graph encoder ⊕ dataset encoder -> head.
+    """Graph encoder ⊕ task encoder -> head.
 
     ``forward(x [B, N, V], t [B], task_features [U, K, n, F], index [B], counts [U]) -> [B, num_targets]``:
     row b uses task ``index[b]`` of the U task feature sets (each distinct task is encoded once);
@@ -49,7 +65,11 @@ class MetaPredictorNet(nn.Module):
 
     Args:
         feature_dim: F, size of the image features.
-        task_dim, set_hidden, set_heads, num_inducing: DatasetEncoder options.
+        task_dim: size of the task condition.
+        task_encoder: ``set`` (a learned set transformer over the features, ``DatasetEncoder``:
+            set_hidden, set_heads, num_inducing) or ``kernel`` (learned per-training-task
+            prototypes mixed by a kernel on feature statistics, ``TaskKernelEncoder``: num_tasks,
+            kernel_tau; fit_meta_predictor sets num_tasks).
         head_hidden, head_dropout: regression head.
         **encoder: GraphEncoder options (conv, hidden, layers, time_dim, ...).
     """
@@ -63,22 +83,28 @@ class MetaPredictorNet(nn.Module):
         num_targets: int,
         feature_dim: int = 512,
         task_dim: int = 64,
+        task_encoder: str = "set",
         set_hidden: int = 128,
         set_heads: int = 4,
         num_inducing: int = 16,
+        num_tasks: int = 0,
+        kernel_tau: float = 0.1,
         head_hidden: int = 128,
         head_dropout: float = 0.0,
         **encoder: Any,
     ) -> None:
         super().__init__()
+        options = {"set_hidden": set_hidden, "set_heads": set_heads, "num_inducing": num_inducing,
+                   "num_tasks": num_tasks, "kernel_tau": kernel_tau}
         self.encoder = GraphEncoder(num_ops, adjacency, **encoder)
-        self.dataset = DatasetEncoder(feature_dim, set_hidden, task_dim, set_heads, num_inducing)
+        self.dataset = TASK_ENCODERS.get(task_encoder)(feature_dim, task_dim, options)
         self.head = mlp_head(self.encoder.out_dim + task_dim, head_hidden, num_targets, head_dropout)
         self.task_dim = task_dim
 
-    def embed_task(self, task_features: Tensor, counts: Tensor | None = None) -> Tensor:
-        """[K, n, F] -> [D], or [T, K, n, F] (``counts`` [T] classes each) -> [T, D]."""
-        return self.dataset(task_features, counts)
+    def embed_task(self, task_features: Tensor, counts: Tensor | None = None, **kwargs: Any) -> Tensor:
+        """[K, n, F] -> [D], or [T, K, n, F] (``counts`` [T] classes each) -> [T, D]; ``kwargs``
+        go to the task encoder (``exclude`` for the kernel)."""
+        return self.dataset(task_features, counts, **kwargs)
 
     def forward_embedded(self, x: Tensor, t: Tensor, task_emb: Tensor) -> Tensor:
         """x [B, N, V], t [B], task_emb [B, D] -> [B, num_targets]."""
@@ -151,11 +177,15 @@ class MetaPredictorModule(PredictorModule):
                 f"task_features must be [T, K, n, F] with T = {len(task_names)} tasks, got {list(task_features.shape)}"
             )
         net_config.setdefault("feature_dim", int(task_features.shape[-1]))
+        net_config["num_tasks"] = len(task_names)
         super().__init__(space_describe, adjacency, sde_config, list(targets), net_config, **kwargs)
         self.hparams["task_names"] = list(task_names)
         self.register_buffer("task_features", task_features, persistent=False)
         counts = torch.full((len(task_names),), task_features.shape[1]) if task_counts is None else task_counts
         self.register_buffer("task_counts", torch.as_tensor(counts, dtype=torch.long), persistent=False)
+        for member in self.net.members:
+            if hasattr(member.dataset, "set_reference"):  # a kernel over the training tasks records them
+                member.dataset.set_reference(task_features, self.task_counts)
 
     def condition(self, extra: Sequence[Tensor]) -> tuple[Tensor, Tensor, Tensor]:
         (task_index,) = extra
@@ -196,18 +226,41 @@ class MetaPredictor(FrozenPredictor):
     ) -> None:
         super().__init__(net, targets, space_describe, adjacency, net_config, space)
         self.task_names = list(task_names)
+        self.kernel_scores: dict[str, Any] = {}  # what select_kernel_width chose, when it ran
+
+    @property
+    def kernel(self) -> bool:
+        """Whether the task condition is a kernel over the training tasks (``task_encoder: kernel``)."""
+        return self.net_config.get("task_encoder", "set") == "kernel"
+
+    @property
+    def kernel_width(self) -> dict[str, float] | None:
+        """``{"tau", "kappa"}`` of a kernel meta-predictor's task condition; None for another encoder."""
+        if not self.kernel:
+            return None
+        encoder = self.net.members[0].dataset
+        return {"tau": float(encoder.tau), "kappa": float(encoder.kappa)}
 
     @torch.no_grad()
-    def embed_task(self, task_features: Tensor) -> Tensor:
-        """Per-member task embeddings. [K, n, F] -> [M, D]."""
+    def embed_task(self, task_features: Tensor, leave_out: Collection[str] = ()) -> Tensor:
+        """Per-member task embeddings. [K, n, F] -> [M, D]. ``leave_out``: training tasks the
+        kernel must not weigh (a kernel meta-predictor only)."""
         feats = torch.as_tensor(task_features, dtype=torch.float32, device=self.net.y_mean.device)
         if feats.dim() != 3:
             raise ConfigError(f"task features must be [K, n, F] (classes, samples, features), got {list(feats.shape)}")
-        return torch.stack([m.embed_task(feats) for m in self.net.members])
+        if not leave_out:
+            return torch.stack([m.embed_task(feats) for m in self.net.members])
+        unknown = sorted(set(leave_out) - set(self.task_names))
+        if not self.kernel or unknown:
+            raise ConfigError(f"leave_out needs a kernel meta-predictor trained on those tasks (task_encoder="
+                              f"{self.net_config.get('task_encoder', 'set')!r}; not training tasks: {unknown})")
+        mask = torch.tensor([[name in leave_out for name in self.task_names]], device=feats.device)
+        return torch.stack([m.embed_task(feats.unsqueeze(0), exclude=mask)[0] for m in self.net.members])
 
-    def for_task(self, task_features: Tensor) -> Predictor:
-        """Bind one task's features [K, n, F]: a plain Predictor ``x, t -> [B, K]`` for that task."""
-        embs = self.embed_task(task_features)
+    def for_task(self, task_features: Tensor, leave_out: Collection[str] = ()) -> Predictor:
+        """Bind one task's features [K, n, F]: a plain Predictor ``x, t -> [B, K]`` for that task
+        (``leave_out``: see ``embed_task``)."""
+        embs = self.embed_task(task_features, leave_out)
         members = nn.ModuleList(TaskBoundNet.bind(m, e) for m, e in zip(self.net.members, embs))
         net = PredictorNet(members, self.net.sde, len(self.targets))
         net.set_target_stats(self.net.y_mean, self.net.y_std)
@@ -321,7 +374,69 @@ def fit_meta_predictor(
     if not steps or steps < 1:
         raise ConfigError(f"training length must be positive: got steps={steps}, epochs={epochs}")
     train_module(module, batches, steps, seed, progress, logger, trainer)
-    return module.meta_predictor(space)
+    meta = module.meta_predictor(space)
+    if meta.kernel:
+        select_kernel_width(meta, space, rows, task_features)
+    return meta
+
+
+KERNEL_TAUS = (0.03, 0.1, 0.3, 1.0)
+KERNEL_KAPPAS = (0.0, 1e-3, 1e-2, 0.1, 1.0, 1e6)  # 1e6: in effect the average prototype for every task
+
+
+@torch.no_grad()
+def select_kernel_width(meta: MetaPredictor, space: SearchSpace, rows: Sequence[Any], task_features: Mapping[str, Tensor],
+                        taus: Sequence[float] = KERNEL_TAUS, kappas: Sequence[float] = KERNEL_KAPPAS) -> dict:
+    """Choose a kernel meta-predictor's ``tau`` and ``kappa`` on its own training tasks, and set them.
+
+    Each training task is ranked with itself left out of the kernel (how a task like the training
+    tasks is ranked) and, when the rows name a ``source`` with at least two values, with its whole
+    source left out (how a task from a new source is ranked). The pair with the best mean
+    Spearman over both wins; ties go to the wider kernel and the larger pseudo-count. Returns
+    ``{"tau", "kappa", "score", "grid": {(tau, kappa): score}}``, also kept as ``meta.kernel_scores``.
+    """
+    from nag.metrics import spearman
+    from nag.modules.arch_data import to_state
+
+    tasks, archs, values = _rows_to_arrays(rows)
+    names = meta.task_names
+    sources = {r["task"]: r["source"] for r in rows if isinstance(r, Mapping) and r.get("source") is not None}
+    index: dict[str, list[int]] = {name: [] for name in names}
+    for i, task in enumerate(tasks):
+        index[task].append(i)
+    feats, counts = pad_classes([torch.as_tensor(task_features[n], dtype=torch.float32) for n in names], names)
+    masks = [torch.eye(len(names), dtype=torch.bool)]
+    if len(set(sources.values())) > 1 and set(sources) >= set(names):
+        masks.append(torch.tensor([[sources[a] == sources[b] for b in names] for a in names]))
+    members = list(meta.net.members)
+    encoded = {}  # task -> per-member graph encodings of its archs at t = 0
+    for name, idx in index.items():
+        x = to_state(space, [archs[i] for i in idx]) if idx else None
+        if x is not None:
+            t = torch.zeros(len(idx))
+            encoded[name] = [m.encoder(meta.net.precondition(x, t), t) for m in members]
+    grid: dict[tuple[float, float], float] = {}
+    for tau in taus:
+        for kappa in kappas:
+            scores = []
+            for member in members:
+                member.dataset.set_width(tau, kappa)
+            for mask in masks:
+                embs = [m.embed_task(feats, counts, exclude=mask) for m in members]  # M x [T, D]
+                for j, name in enumerate(names):
+                    if name not in encoded:
+                        continue
+                    pred = torch.stack([m.head(torch.cat([g, e[j].expand(len(g), -1)], dim=-1))
+                                        for m, g, e in zip(members, encoded[name], embs)]).mean(0)[:, 0]
+                    value = spearman(pred.tolist(), [values[i] for i in index[name]])
+                    if value is not None:
+                        scores.append(value)
+            grid[(float(tau), float(kappa))] = float(sum(scores) / len(scores)) if scores else float("-inf")
+    tau, kappa = max(sorted(grid, reverse=True), key=grid.__getitem__)
+    for member in members:
+        member.dataset.set_width(tau, kappa)
+    meta.kernel_scores = {"tau": tau, "kappa": kappa, "score": grid[(tau, kappa)], "grid": grid}
+    return meta.kernel_scores
 
 
 # The ``meta_predictor:`` config block of train_meta_predictor: fit_meta_predictor's options.
@@ -338,4 +453,5 @@ __all__ = [
     "TaskBoundNet",
     "fit_meta_predictor",
     "pad_classes",
+    "select_kernel_width",
 ]
