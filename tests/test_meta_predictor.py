@@ -293,12 +293,12 @@ def test_train_meta_predictor_scores_the_databases_held_out_tasks(tmp_path):
     db = tmp_path / "db.jsonl"
     db.write_text("".join(json.dumps(r) + "\n" for r in keep))
     cfg = compose_config(["experiment=train_meta_predictor", f"meta_db.path={db}", "meta_predictor.steps=3", "folds=0",
-                          "n_per_class=2"])
+                          "n_per_class=2", "meta_predictor.net_config.task_encoder=kernel"])
     results = run_experiment(cfg, out_dir=tmp_path / "run")
     pairs = {(r["task"], r["arch"]) for r in keep if r["task"] in train}
     assert results["n_tasks"] == 3 and results["n_rows"] == len(pairs) < 24  # seeds of a pair averaged into one row
     assert {"eval_spearman", "eval_unconditioned_spearman", "eval_params_spearman"} <= set(results)
-    assert results["kernel_tau"] > 0 and results["kernel_kappa"] >= 0  # the default task condition is the kernel
+    assert results["kernel_tau"] > 0 and results["kernel_kappa"] >= 0  # what the kernel's fit chose
     table = (tmp_path / "run" / "heldout_tasks.csv").read_text().splitlines()
     assert table[0] == "task,meta,unconditioned,params,flops" and len(table) == 2 and held[0] in table[1]
     assert [r["fit"] for r in read_jsonl(tmp_path / "run" / "progress.jsonl")] == ["final", "final_unconditioned"]
