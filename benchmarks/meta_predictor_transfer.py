@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> None:
         if not bindings:
             raise SystemExit(f"no task of the diverse suite has source {args.suite_source!r}")
     else:
-        bindings = [(f"digits{args.classes}", get_task("digits", classes=args.classes))]
+        bindings = [(f"digits[{','.join(map(str, args.classes))}]", get_task("digits", classes=args.classes))]
     print(f"meta-predictor {Path(args.meta).name}; {len(archs)} NB201 cells; {args.n_per_class} images per class")
     print(f"{'bound to':<48}{'column':<20}{'spearman':>9}{'top50 in top1%':>16}{'top500 in top1%':>17}")
     totals: dict[str, list[float]] = {c: [] for c in COLUMNS}
@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> None:
             top1 = values >= np.quantile(values, 0.99)
             rho = spearman(score.tolist(), values.tolist())
             totals[column].append(np.nan if rho is None else rho)
-            print(f"{name[:47]:<48}{column:<20}{rho if rho is not None else float('nan'):>9.3f}"
+            print(f"{name.replace(' ', '')[:47]:<48}{column:<20}{rho if rho is not None else float('nan'):>9.3f}"
                   f"{int(top1[order[:50]].sum()):>16d}{int(top1[order[:500]].sum()):>17d}")
     if len(bindings) > 1:
         print("mean over bindings: " + ", ".join(f"{c} {np.nanmean(v):.3f}" for c, v in totals.items()))

@@ -91,10 +91,24 @@ def test_pool_ranking_records_then_reuses_snapshots(synthetic_csv, tmp_path, cap
 
 def test_meta_predictor_transfer_scores_both_columns(synthetic_csv, capsys):
     load("meta_predictor_transfer").main([str(synthetic_csv)])
-    rows = {line.split()[0]: line.split()[1:] for line in capsys.readouterr().out.splitlines()[2:]}
+    rows = {line.split()[1]: line.split()[2:] for line in capsys.readouterr().out.splitlines()[2:]}
     assert set(rows) == {"cifar10_test_acc", "cifar100_test_acc"}
     for rho, top50, top500 in rows.values():
         assert -1.0 <= float(rho) <= 1.0 and 0 <= int(top50) <= 50 and 0 <= int(top500) <= 500
+
+
+def test_meta_predictor_transfer_binds_every_task_of_a_source(synthetic_csv, capsys):
+    from nag.data.suites import get_suite
+
+    script = load("meta_predictor_transfer")
+    meta = str(script.REPO / "nag" / "assets" / "predictors" / "meta_nb201_diverse.pt")
+    script.main([str(synthetic_csv), "--meta", meta, "--n-per-class", "2", "--suite-source", "shapes", "--sample", "200"])
+    lines = capsys.readouterr().out.splitlines()
+    n_shapes = sum(s.source == "shapes" for s in get_suite("diverse"))
+    assert "200 NB201 cells" in lines[0] and len(lines[2:-1]) == 2 * n_shapes
+    assert lines[-1].startswith("mean over bindings: cifar10_test_acc")
+    with pytest.raises(SystemExit, match="no task of the diverse suite has source 'nope'"):
+        script.main([str(synthetic_csv), "--meta", meta, "--suite-source", "nope"])
 
 
 def test_surrogate_speed_times_every_surrogate(capsys):
