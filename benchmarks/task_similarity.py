@@ -17,6 +17,9 @@ its per-task standardised accuracy (the seed mean of val_acc), fit on the traini
   - ``recipe``: the task's recipe (source, classes, size, training-set size, label noise,
     corruptions): known for the suite's tasks, not for a user's folder; an upper reference.
 
+A reference line ranks each training task from its own rows only (ridge, 5-fold over its archs):
+how predictable a task's ranking is from the op tokens at all, with no transfer.
+
 ``tau`` is chosen on leave-one-task-out over the training tasks only (the tuning split); the
 database's held-out tasks (never trained on, a source none of the training tasks has) are scored
 once, with that tau. Spearman against the measured seed-mean val_acc, mean over tasks.
@@ -80,6 +83,20 @@ def fit(tasks: Tasks, names: list[str], weights: np.ndarray | None = None, lam: 
         [np.full(len(tasks.z[t]), wt) for t, wt in zip(names, weights)])
     Xb = np.hstack([X, np.ones((len(X), 1))])
     return np.linalg.solve((Xb * w[:, None]).T @ Xb + lam * np.eye(Xb.shape[1]), (Xb * w[:, None]).T @ z)
+
+
+def own_rows_spearman(tasks: Tasks, task: str, folds: int = 5, lam: float = 3.0, seed: int = 0) -> float:
+    """A reference: the task's own archs, ``folds``-fold (seeded): ridge on the others, Spearman of
+    the held-out predictions over all archs. How predictable the task is from its own rows."""
+    X, z = tasks.X[task], tasks.z[task]
+    pred = np.zeros(len(z))
+    for held in np.array_split(np.random.default_rng(seed).permutation(len(z)), folds):
+        keep = np.setdiff1d(np.arange(len(z)), held)
+        Xb = np.hstack([X[keep], np.ones((len(keep), 1))])
+        beta = np.linalg.solve(Xb.T @ Xb + lam * np.eye(Xb.shape[1]), Xb.T @ z[keep])
+        pred[held] = np.hstack([X[held], np.ones((len(held), 1))]) @ beta
+    value = spearman(list(pred), list(tasks.y[task]))
+    return float("nan") if value is None else value
 
 
 def task_spearman(tasks: Tasks, beta: np.ndarray, task: str) -> float:
@@ -157,6 +174,8 @@ def main(argv: list[str] | None = None) -> None:
 
     base_loo, base_held = loo(lambda t, pool: None), held(lambda t, pool: None)
     print(f"uncond: leave-one-task-out {np.nanmean(base_loo):.3f}, held-out tasks {np.nanmean(base_held):.3f}")
+    own = [own_rows_spearman(tasks, t) for t in tasks.train]
+    print(f"reference, each training task from its own rows (5-fold over its archs, no other task): {np.nanmean(own):.3f}")
     for name in args.descriptor:
         distance = (encoder_distance(tasks, args.db, args.n_per_class, args.seed) if name == "encoder"
                     else recipe_distance(tasks))

@@ -195,6 +195,8 @@ def test_task_similarity_finds_rankings_that_depend_on_the_task(tmp_path, capsys
     uncond = float(out.split("uncond: leave-one-task-out ")[1].split(",")[0])
     kernel = float(out.split("recipe kernel tau=0.25: leave-one-task-out ")[1].split()[0])
     assert kernel > 0.8 and kernel > uncond + 0.5, out
+    own = float(out.split("no other task): ")[1].split()[0])
+    assert own > 0.8, out  # each task's ranking follows from its own rows
 
 
 def test_transfer_eval_report_skips_an_undefined_spearman(tmp_path, capsys):
