@@ -151,3 +151,28 @@ def test_leave_out_and_task_encoder_names_are_checked(synthetic_table):
         plain.for_task(feats["a0"], leave_out=["a0"])
     with pytest.raises(UnknownNameError, match="Known task encoders: kernel, set"):
         fit_meta_predictor(space, rows, train_feats, VE, steps=1, net_config={**KERNEL_META, "task_encoder": "knn"})
+
+
+def test_transfer_nas_runs_with_a_kernel_meta_predictor(tmp_path):
+    """train_meta_predictor with the kernel condition, then transfer_nas guided by what it saved."""
+    import json
+
+    from smoke import SMOKE
+
+    from nag.experiments import run_experiment
+    from nag.io import read_jsonl
+    from nag.meta.database import ASSETS
+    from nag.run import compose_config
+
+    rows = read_jsonl(ASSETS / "meta_db" / "diverse_nb201.jsonl")
+    tasks = [t for t in dict.fromkeys(r["task"] for r in rows if not r.get("held_out"))][:4]
+    db = tmp_path / "db.jsonl"
+    db.write_text("".join(json.dumps(r) + "\n" for t in tasks for r in [r for r in rows if r["task"] == t][:12]))
+    saved = tmp_path / "kernel.pt"
+    trained = run_experiment(compose_config([
+        "experiment=train_meta_predictor", f"meta_db.path={db}", "meta_predictor.steps=5", "folds=0", "n_per_class=2",
+        "meta_predictor.net_config.task_encoder=kernel", f"save_to={saved}"]), out_dir=tmp_path / "train")
+    assert trained["kernel_tau"] > 0 and MetaPredictor.load(saved).kernel
+    results = run_experiment(compose_config(["experiment=transfer_nas", f"meta_predictor.path={saved}", *SMOKE["transfer_nas"]]),
+                             out_dir=tmp_path / "transfer")
+    assert results["n_trained"] >= 2 and results["n_candidates_unique"] >= 1
