@@ -132,3 +132,14 @@ def trainings(monkeypatch) -> TrainingLog:
     for module in holders:
         monkeypatch.setattr(module, "train_eval", counted)
     return log
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Tiny nets: one intra-op thread is as fast, and immune to OpenMP oversubscription on shared cores."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

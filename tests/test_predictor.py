@@ -19,13 +19,7 @@ VE = {"name": "ve", "sigma_min": 0.1, "sigma_max": 5.0}
 SMALL_NET = {"name": "gnn", "hidden": 32, "layers": 2, "time_dim": 16, "head_hidden": 32}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny nets: one intra-op thread is as fast, and immune to OpenMP oversubscription on shared cores."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -19,12 +19,7 @@ KERNEL_META = {"name": "meta", "hidden": 32, "layers": 2, "time_dim": 16, "task_
                "task_encoder": "kernel"}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _tasks(offsets, k=3, n=4, seed=0):
