@@ -136,7 +136,8 @@ def trainings(monkeypatch) -> TrainingLog:
 
 @pytest.fixture
 def one_torch_thread():
-    """Tiny nets: one intra-op thread is as fast, and immune to OpenMP oversubscription on shared cores."""
+    """Tiny nets and tensors: one intra-op thread is as fast, and immune to OpenMP oversubscription on
+    shared cores."""
     import torch
 
     before = torch.get_num_threads()

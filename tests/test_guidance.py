@@ -144,13 +144,7 @@ WEIGHT_COLLAPSING = 1.0  # toward 'c' on all 4 nodes: 64 draws hold ~13 distinct
 SPACE = ToySpace()
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: a second intra-op thread only adds sync cost (severe on a shared 2-core box)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def tokens_of(archs):

@@ -24,13 +24,7 @@ from nag.errors import ConfigError, IncompatibleComponentsError, UnknownNameErro
 
 ALL = [VESDE(), VESDE(sigma_min=0.05, sigma_max=1.0), VPSDE(), subVPSDE(beta_min=0.2, beta_max=10.0)]
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: a second intra-op thread only adds sync cost (severe on a shared 2-core box)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 

@@ -13,13 +13,7 @@ N, V = 4, 3
 # on a shared 2-core machine a two-thread op on tiny tensors is several times slower.
 BATCH = 2500
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: a second intra-op thread only adds sync cost (severe on a shared 2-core box)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 
