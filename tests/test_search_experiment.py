@@ -35,8 +35,11 @@ def test_bo_block_overrides_only_what_is_set():
 
     cfg = compose_config(["experiment=bo_nas", "method=diffusion_bo", "bo.target_transform=none", "bo.normal_form=true", "bo.ensemble=3",
                           "wandb.mode=disabled"])
-    assert method_overrides(cfg) == {"target_transform": "none", "normal_form": True, "surrogate_params": {"ensemble": 3}}
-    assert method_overrides(compose_config(["experiment=bo_nas", "wandb.mode=disabled"])) == {}
+    out = method_overrides(cfg)
+    assert out.pop("trainer") == plain(cfg.trainer)  # a Lightning-trained surrogate trains where the run's trainer/ says
+    assert out == {"target_transform": "none", "normal_form": True, "surrogate_params": {"ensemble": 3}}
+    default = compose_config(["experiment=bo_nas", "wandb.mode=disabled"])
+    assert method_overrides(default) == {"trainer": plain(default.trainer)}  # BO hands it to Lightning surrogates only
 
 
 def sweep_overrides(path: Path) -> list[str]:

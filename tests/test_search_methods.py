@@ -371,6 +371,14 @@ def test_bo_with_the_gnn_predictor_surrogate(table):
     assert res.n_queries == 5 and len({q.arch for q in res.history}) == 5
 
 
+def test_bo_hands_the_trainer_settings_to_a_lightning_surrogate_only():
+    cpu = {"accelerator": "cpu", "devices": 1}
+    assert build_method("bananas", SPACE, {"surrogate": "predictor", "trainer": cpu}).surrogate_params == {"trainer": cpu}
+    assert "trainer" not in build_method("bananas", SPACE, {"surrogate": "fast", "trainer": cpu}).surrogate_params
+    own = {"surrogate": "predictor", "trainer": cpu, "surrogate_params": {"trainer": {"accelerator": "auto"}}}
+    assert build_method("bananas", SPACE, own).surrogate_params["trainer"] == {"accelerator": "auto"}  # the explicit one wins
+
+
 @pytest.mark.slow  # 15,625 queries: ~20 s on a busy 2-core box
 def test_random_search_can_exhaust_the_space(table):
     res = run_search(build_method("random", SPACE), TableEvaluator(table, C10), budget=10**6, seed=1)

@@ -98,6 +98,8 @@ def method_overrides(cfg: DictConfig) -> dict[str, Any]:
             out["surrogate_params"] = {"ensemble": bo["ensemble"]}
         if "pool_size" in bo:
             out["optimizer_params"] = {"pool_size": bo["pool_size"]}
+        if cfg.get("trainer") is not None:  # where a Lightning-trained surrogate trains: the run's trainer/ group
+            out["trainer"] = plain(cfg.trainer)
         prior_path = (plain(cfg.get("prior")) or {}).get("path")
         if prior_path and preset.get("optimizer") in ("diffusion", "prior_filter"):
             out.setdefault("optimizer_params", {})["prior"] = str(prior_path)

@@ -31,7 +31,7 @@ from nag.schema import checked
 from nag.search.acquisition import get_acquisition
 from nag.search.loop import SEARCHERS, SearchContext, Searcher
 from nag.search.targets import TARGET_TRANSFORMS, transform_targets
-from nag.search.surrogate import DEFAULT_SDE, check_surrogate, fit_surrogate, predict_mean_std, torch_threads
+from nag.search.surrogate import DEFAULT_SDE, check_surrogate, fit_surrogate, predict_mean_std, takes_trainer, torch_threads
 from nag.spaces.base import Arch, SearchSpace
 
 
@@ -398,6 +398,9 @@ class BayesOpt(Searcher):
             5 beat 10 for both diffusion_bo and bananas; docs/search.md), so presets compare fairly.
         surrogate: name in ``SURROGATES`` ("fast" ensemble MLP, or "predictor" = fit_predictor);
             ``surrogate_params`` go to it (``ensemble`` = members M).
+        trainer: Lightning settings (``nag.modules.trainer.TrainerSettings`` keys) for a surrogate
+            that trains with Lightning ("predictor"); ignored by the others. A ``trainer`` in
+            ``surrogate_params`` wins.
         target_transform: name in ``TARGET_TRANSFORMS`` (``rank_gauss``, ``none``): the observed
             values are mapped by it before every fit; the pool and the acquisition see the same units.
         normal_form: the surrogate reads every arch as ``space.normal_form(arch)`` (dead choices
@@ -429,6 +432,7 @@ class BayesOpt(Searcher):
         optimizer_params: dict[str, Any] | None = None,
         surrogate: str = "fast",
         surrogate_params: dict[str, Any] | None = None,
+        trainer: dict[str, Any] | None = None,
         target_transform: str = "rank_gauss",
         normal_form: bool = False,
         threads: PositiveInt | None = 1,
@@ -443,6 +447,8 @@ class BayesOpt(Searcher):
         self.q = q
         self.surrogate = surrogate
         self.surrogate_params = dict(surrogate_params or {})
+        if trainer is not None and takes_trainer(surrogate):
+            self.surrogate_params.setdefault("trainer", dict(trainer))
         self.threads = threads
         self.target_transform = target_transform
         self.normal_form = normal_form

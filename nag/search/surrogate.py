@@ -210,13 +210,22 @@ def fit_lightning(
     *,
     ensemble: int = 5,
     seed: int = 0,
+    trainer: Mapping[str, Any] | None = None,
     **kwargs: Any,
 ) -> Any:
-    """``fit_predictor`` on ``(archs, y [n])`` (target ``"objective"``); kwargs go to it."""
+    """``fit_predictor`` on ``(archs, y [n])`` (target ``"objective"``); ``trainer``: the Lightning
+    settings (``nag.modules.trainer.TrainerSettings``); other kwargs go to fit_predictor."""
     from nag.modules.predictor import fit_predictor
 
     return fit_predictor(space, list(archs), {TARGET: np.asarray(y, dtype=float)}, sde_config,
-                         ensemble=ensemble, seed=seed, **kwargs)
+                         ensemble=ensemble, seed=seed, trainer=trainer, **kwargs)
+
+
+def takes_trainer(name: str) -> bool:
+    """Whether the surrogate registered as ``name`` trains with Lightning settings (a ``trainer`` setting)."""
+    import inspect
+
+    return "trainer" in inspect.signature(SURROGATES.get(name)).parameters
 
 
 SURROGATES: Registry[Callable[..., Any]] = Registry("surrogate", group="nag.surrogates")
