@@ -7,6 +7,11 @@ the Spearman correlation between the two seeds' rankings of the task's archs (ho
 be ranked at all: no predictor does much better than a second seed), and the standard deviation
 of the two-seed mean accuracy over the archs (how much the archs differ). With two files, also the
 Spearman between the files' two-seed means (does a longer budget keep the ranking?).
+
+Then, per file, one summary line over every task: the mean Spearman between two seeds' rankings
+(over all seed pairs), and what it implies for the mean over the k seeds the rows have
+(Spearman-Brown: k r / (1 + (k - 1) r), the share of that mean's rank variance that is not
+seed noise; a predictor that knew the true ranking would reach about its square root).
 """
 from __future__ import annotations
 
@@ -59,6 +64,32 @@ def main(argv: list[str] | None = None) -> None:
             cells.append(f"{rho(a, b)} / {np.std(mean):.2f}")
         across = f" | {rho(means[0], means[1])}" if len(dbs) == 2 else ""
         print(f"{t} | {len(keys)} | " + " | ".join(cells) + across)
+    for path, db in zip(args.files, dbs):
+        r, k = pairwise_agreement(db, args.min_archs)
+        if k >= 2:
+            reliability = f"{k * r / (1 + (k - 1) * r):.2f}" if r > 0 else "0 (the seeds disagree)"
+            print(f"{path.name}: seed pairs agree at Spearman {r:+.3f} (mean over tasks and pairs); with {k} seeds per row "
+                  f"the seed mean's reliability is {reliability}")
+
+
+def pairwise_agreement(db: dict[tuple[str, str], dict[int, float]], min_archs: int) -> tuple[float, int]:
+    """(mean Spearman between two seeds' rankings of a task, over tasks and seed pairs; the most
+    seeds any task has on every one of at least ``min_archs`` archs)."""
+    by_task: dict[str, dict[str, dict[int, float]]] = defaultdict(dict)
+    for (task, arch), seeds in db.items():
+        by_task[task][arch] = seeds
+    values, most = [], 0
+    for archs in by_task.values():
+        seeds = sorted(set.intersection(*(set(v) for v in archs.values())))
+        if len(archs) < min_archs or len(seeds) < 2:
+            continue
+        most = max(most, len(seeds))
+        for i, a in enumerate(seeds):
+            for b in seeds[i + 1:]:
+                value = spearman([v[a] for v in archs.values()], [v[b] for v in archs.values()])
+                if value is not None:
+                    values.append(value)
+    return (float(np.mean(values)) if values else float("nan")), most
 
 
 if __name__ == "__main__":

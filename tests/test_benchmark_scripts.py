@@ -169,8 +169,10 @@ def test_seed_agreement_reports_rank_agreement_per_task(tmp_path, capsys):
     write(tmp_path / "same.jsonl", flip=False)
     write(tmp_path / "flip.jsonl", flip=True)
     load("seed_agreement").main([str(tmp_path / "same.jsonl"), str(tmp_path / "flip.jsonl")])
-    row = capsys.readouterr().out.strip().splitlines()[-1]
-    assert row.startswith("t | 8 | +1.00 / 2.29 | -1.00 / 0.00 |")
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[1].startswith("t | 8 | +1.00 / 2.29 | -1.00 / 0.00 |")
+    assert lines[2] == "same.jsonl: seed pairs agree at Spearman +1.000 (mean over tasks and pairs); with 2 seeds per row the seed mean's reliability is 1.00"
+    assert lines[3].startswith("flip.jsonl: seed pairs agree at Spearman -1.000")
 
 
 def test_task_similarity_finds_rankings_that_depend_on_the_task(tmp_path, capsys):
