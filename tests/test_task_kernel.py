@@ -45,6 +45,10 @@ def test_descriptor_reads_only_real_classes():
     torch.testing.assert_close(together[0], task_descriptor(tasks[0].unsqueeze(0))[0])
 
 
+def test_descriptor_of_a_single_image_is_finite():
+    assert torch.isfinite(task_descriptor(torch.randn(1, 1, 1, F))).all()
+
+
 @settings(max_examples=10, deadline=None)
 @given(k=st.integers(2, 5), n=st.integers(2, 6), seed=st.integers(0, 10_000))
 def test_descriptor_ignores_the_order_of_classes_and_images(k, n, seed):

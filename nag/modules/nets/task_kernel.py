@@ -6,8 +6,8 @@ and embeds any task, seen or not, as the kernel-weighted mean of the prototypes:
     a_u = exp(-d(D, D_u) / tau),   emb(D) = (sum_u a_u * prototype_u + kappa * mean_u prototype_u) / (sum_u a_u + kappa)
 
 where ``d`` is a distance between fixed task descriptors (statistics of the per-class image
-features ``[K, n, F]``, standardised over the training tasks, divided by the training tasks'
-median pairwise distance). A training task is nearest to itself, so with a small ``tau`` it is
+features ``[K, n, F]``, each block of statistics scaled as a whole over the training tasks; in
+units of the training tasks' median pairwise distance). A training task is nearest to itself, so with a small ``tau`` it is
 trained mostly on its own prototype; an unseen task gets its nearest training tasks' mix. The
 pseudo-count ``kappa`` pulls a task that is far from every training task (all ``a_u`` small)
 toward the average prototype, the centre of the training tasks' embeddings; with ``kappa = 0``
@@ -37,9 +37,11 @@ def task_descriptor(features: Tensor, counts: Tensor | None = None) -> Tensor:
     out = []
     for i in range(t):
         x = features[i, : int(counts[i])].float()  # [K_i, n, F]
-        between = x.mean(1).std(0, unbiased=True) if x.shape[0] > 1 else torch.zeros(f, device=x.device)
+        zeros = torch.zeros(f, device=x.device)  # a spread of one value
+        between = x.mean(1).std(0, unbiased=True) if x.shape[0] > 1 else zeros
+        within = x.reshape(-1, f).std(0, unbiased=True) if x.shape[0] * x.shape[1] > 1 else zeros
         log_k = torch.tensor([math.log(x.shape[0])], device=x.device)
-        out.append(torch.cat([x.mean((0, 1)), x.reshape(-1, f).std(0, unbiased=True), between, log_k]))
+        out.append(torch.cat([x.mean((0, 1)), within, between, log_k]))
     return torch.stack(out)
 
 
@@ -61,8 +63,6 @@ class TaskKernelEncoder(nn.Module):
         super().__init__()
         if num_tasks < 1:
             raise ValueError(f"TaskKernelEncoder needs the number of meta-training tasks (num_tasks >= 1), got {num_tasks}")
-        if not tau > 0:
-            raise ValueError(f"kernel width tau must be > 0, got {tau}")
         self.in_dim, self.out_dim = in_dim, out_dim
         self.prototypes = nn.Parameter(torch.randn(num_tasks, out_dim))
         dim = 3 * in_dim + 1
@@ -81,8 +81,9 @@ class TaskKernelEncoder(nn.Module):
             raise ValueError(f"expected features of {self.prototypes.shape[0]} training tasks, got {features.shape[0]}")
         raw = task_descriptor(features, counts)
         self.center.copy_(raw.mean(0))
-        f = self.in_dim  # each block (mean, std, class spread, log K) scaled as a whole: a dim that varies
-        for block in (slice(0, f), slice(f, 2 * f), slice(2 * f, 3 * f), slice(3 * f, 3 * f + 1)):  # little stays small
+        f = self.in_dim
+        # each block (mean, std, class spread, log K) is scaled as a whole: a dim that varies little stays small
+        for block in (slice(0, f), slice(f, 2 * f), slice(2 * f, 3 * f), slice(3 * f, 3 * f + 1)):
             self.spread[block] = raw[:, block].var(0, unbiased=False).mean().sqrt() + 1e-6
         self.reference.copy_((raw - self.center) / self.spread)
         pair = torch.cdist(self.reference, self.reference)
