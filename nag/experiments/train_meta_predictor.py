@@ -28,7 +28,7 @@ Results: ``n_rows``, ``n_tasks``; over the folds' held-out tasks ``heldout_spear
 meta-predictor), ``heldout_spearman_min``, ``unconditioned_spearman``, ``params_spearman``,
 ``flops_spearman``; over the evaluation tasks (when the database has some) ``eval_spearman``,
 ``eval_unconditioned_spearman``, ``eval_params_spearman``, ``eval_flops_spearman``; for a kernel
-task condition (``meta_predictor.net_config.task_encoder: kernel``, the default) the final fit's
+task condition (``meta_predictor.net_config.task_encoder: kernel``; the default is ``set``) the final fit's
 ``kernel_tau`` and ``kernel_kappa``; ``fit_s`` (the final fit), ``wall_s``.
 """
 from __future__ import annotations

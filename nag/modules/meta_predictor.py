@@ -411,9 +411,8 @@ def select_kernel_width(meta: MetaPredictor, space: SearchSpace, rows: Sequence[
     members = list(meta.net.members)
     encoded = {}  # task -> per-member graph encodings of its archs at t = 0
     for name, idx in index.items():
-        x = to_state(space, [archs[i] for i in idx]) if idx else None
-        if x is not None:
-            t = torch.zeros(len(idx))
+        if idx:
+            x, t = to_state(space, [archs[i] for i in idx]), torch.zeros(len(idx))
             encoded[name] = [m.encoder(meta.net.precondition(x, t), t) for m in members]
     grid: dict[tuple[float, float], float] = {}
     for tau in taus:
