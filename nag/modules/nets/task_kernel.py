@@ -31,18 +31,19 @@ def task_descriptor(features: Tensor, counts: Tensor | None = None) -> Tensor:
 
     Mean and std over all images, the std of the class means (how separable the classes look),
     and log K. ``counts`` [T]: real classes per task when padded along K (padding never read).
+    A spread of a single value (one class, or one image) is 0.
     """
     t, k, n, f = features.shape
-    counts = torch.full((t,), k, device=features.device) if counts is None else counts.to(features.device)
-    out = []
-    for i in range(t):
-        x = features[i, : int(counts[i])].float()  # [K_i, n, F]
-        zeros = torch.zeros(f, device=x.device)  # a spread of one value
-        between = x.mean(1).std(0, unbiased=True) if x.shape[0] > 1 else zeros
-        within = x.reshape(-1, f).std(0, unbiased=True) if x.shape[0] * x.shape[1] > 1 else zeros
-        log_k = torch.tensor([math.log(x.shape[0])], device=x.device)
-        out.append(torch.cat([x.mean((0, 1)), within, between, log_k]))
-    return torch.stack(out)
+    x = features.float()
+    counts = torch.full((t,), k, device=x.device) if counts is None else counts.to(x.device)
+    k_real = counts.to(x.dtype).view(t, 1)                                        # [T, 1]
+    real = (torch.arange(k, device=x.device).view(1, k) < counts.view(t, 1)).to(x.dtype)  # [T, K]
+    class_means = x.mean(2)                                                        # [T, K, F]
+    mean = (class_means * real[..., None]).sum(1) / k_real                         # [T, F]
+    sq_dev = ((x - mean[:, None, None]) ** 2).sum(2)                               # [T, K, F]
+    within = ((sq_dev * real[..., None]).sum(1) / (k_real * n - 1).clamp_min(1)).sqrt()
+    between = ((((class_means - mean[:, None]) ** 2) * real[..., None]).sum(1) / (k_real - 1).clamp_min(1)).sqrt()
+    return torch.cat([mean, within, between, k_real.log()], dim=-1)
 
 
 class TaskKernelEncoder(nn.Module):
