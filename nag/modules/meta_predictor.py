@@ -108,7 +108,11 @@ class MetaPredictorNet(nn.Module):
 
     def forward_embedded(self, x: Tensor, t: Tensor, task_emb: Tensor) -> Tensor:
         """x [B, N, V], t [B], task_emb [B, D] -> [B, num_targets]."""
-        return self.head(torch.cat([self.encoder(x, t), task_emb], dim=-1))
+        return self.predict_encoded(self.encoder(x, t), task_emb)
+
+    def predict_encoded(self, graph_emb: Tensor, task_emb: Tensor) -> Tensor:
+        """The head alone, on archs already encoded: graph_emb [B, E], task_emb [B, D] -> [B, num_targets]."""
+        return self.head(torch.cat([graph_emb, task_emb], dim=-1))
 
     def forward(self, x: Tensor, t: Tensor, task_features: Tensor, index: Tensor, counts: Tensor | None = None) -> Tensor:
         return self.forward_embedded(x, t, self.embed_task(task_features, counts)[index])
@@ -425,7 +429,7 @@ def select_kernel_width(meta: MetaPredictor, space: SearchSpace, rows: Sequence[
                 for j, name in enumerate(names):
                     if name not in encoded:
                         continue
-                    pred = torch.stack([m.head(torch.cat([g, e[j].expand(len(g), -1)], dim=-1))
+                    pred = torch.stack([m.predict_encoded(g, e[j].expand(len(g), -1))
                                         for m, g, e in zip(members, encoded[name], embs)]).mean(0)[:, 0]
                     value = spearman(pred.tolist(), [values[i] for i in index[name]])
                     if value is not None:
