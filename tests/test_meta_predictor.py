@@ -296,3 +296,23 @@ def test_train_meta_predictor_scores_the_databases_held_out_tasks(tmp_path):
     table = (tmp_path / "run" / "heldout_tasks.csv").read_text().splitlines()
     assert table[0] == "task,meta,unconditioned,params,flops" and len(table) == 2 and held[0] in table[1]
     assert [r["fit"] for r in read_jsonl(tmp_path / "run" / "progress.jsonl")] == ["final", "final_unconditioned"]
+
+
+def test_train_meta_predictor_refuses_a_database_that_mixes_networks_or_budgets(tmp_path):
+    """Rows built with another macro network (or budget) rank archs differently: one file, one setting."""
+    import json
+
+    from nag.errors import ConfigError
+    from nag.experiments import run_experiment
+    from nag.io import read_jsonl
+    from nag.meta.database import ASSETS
+    from nag.run import compose_config
+
+    rows = read_jsonl(ASSETS / "meta_db" / "diverse_nb201.jsonl")[:8]
+    small = {"space": {"C": 8, "N": 1}, "train": {"max_steps": 40}}
+    deep = {"space": {"C": 8, "N": 3}, "train": {"max_steps": 40}}
+    db = tmp_path / "db.jsonl"
+    db.write_text("".join(json.dumps({**r, "built_with": small if i < 4 else deep}) + "\n" for i, r in enumerate(rows)))
+    cfg = compose_config(["experiment=train_meta_predictor", f"meta_db.path={db}", "folds=0"])
+    with pytest.raises(ConfigError, match=r"mixes rows built with different settings: space\.N=1 \(other rows: 3\)"):
+        run_experiment(cfg, out_dir=tmp_path / "run")

@@ -232,6 +232,24 @@ def test_build_meta_db_killed_resumes_exactly(uninterrupted, tmp_path, monkeypat
     assert without(resumed, "wall_s", "n_trained_now", "path") == without(full, "wall_s", "n_trained_now", "path")
 
 
+def test_build_meta_db_refuses_to_resume_with_another_network_or_budget(uninterrupted, tmp_path, trainings):
+    """A file's rows record the macro network and budget they were built with; a rerun that asks for
+    others would count those runs as done (or mix two databases), so it stops before training."""
+    full_dir, _ = uninterrupted("build_meta_db", META_DB)
+    rows = read_jsonl(full_dir / "meta_db.jsonl")
+    assert {json.dumps(r["built_with"], sort_keys=True) for r in rows} == {json.dumps(rows[0]["built_with"], sort_keys=True)}
+    assert rows[0]["built_with"]["space"]["C"] == 4 and rows[0]["built_with"]["train"]["max_steps"] == 2
+    trainings.clear()
+    path = f"meta_db.path={full_dir / 'meta_db.jsonl'}"
+    with pytest.raises(ConfigError, match=r"space\.C=4 \(asked: 8\).*new file"):
+        run_experiment(compose_config([*META_DB, "space.C=8", path]), out_dir=tmp_path / "other")
+    with pytest.raises(ConfigError, match=r"train\.max_steps=2 \(asked: 3\)"):
+        run_experiment(compose_config([*META_DB, "train.max_steps=3", path]), out_dir=tmp_path / "other")
+    assert trainings.archs() == [] and read_jsonl(full_dir / "meta_db.jsonl") == rows  # nothing trained, nothing lost
+    resumed = run_experiment(compose_config([*META_DB, path]), out_dir=tmp_path / "same")
+    assert resumed["n_trained_now"] == 0
+
+
 # ----- transfer_nas --------------------------------------------------------------------------------
 TRANSFER = ["experiment=transfer_nas", "n_candidates=8", "batch_size=8", "top_k=2", "solver.steps=2",
             "train.epochs=1", "train.max_steps=2", "n_per_class=2"]

@@ -11,6 +11,9 @@ for every task, so that tasks' rankings can be compared. Each (task, arch) is tr
 ``meta_db.train_seeds`` times (training seeds ``seed``, ``seed + 1``, ...: one seed's accuracy
 is noisy, see benchmarks/meta_db_pilot.py). One row per (task, arch, training seed) is appended
 to ``meta_db.path`` (JSON lines, fsynced). A rerun resumes: runs already in the file are skipped.
+Every row records the macro network (the ``space`` options, e.g. C and N) and the ``train`` budget
+it was built with (``built_with``); a run whose settings differ from a file's rows stops with a
+ConfigError before training anything, instead of counting their runs as its own.
 
 Results: ``n_rows``, ``n_tasks``, ``n_trained_now``, ``mean_test_acc``, ``wall_s``, ``path``.
 """
@@ -118,8 +121,14 @@ def plan(cfg: DictConfig, space: Any) -> list[tuple[TaskSpec, Any]]:
     return [(spec, a) for i, spec in chosen for a in task_archs(space, shared, n_archs, seed * 1000 + i)]
 
 
-def meta_row(spec: TaskSpec, space: Any, arch: Any, metrics: dict, seed: int) -> dict:
-    """One database row (keys in ``nag.meta.database``)."""
+def built_with(cfg: DictConfig) -> dict:
+    """What every row of one database shares: the space's build options (e.g. C, N) and the budget."""
+    space = {k: v for k, v in (plain(cfg.space) or {}).items() if k != "name"}
+    return {"space": space, "train": build_budget(cfg).model_dump()}
+
+
+def meta_row(spec: TaskSpec, space: Any, arch: Any, metrics: dict, seed: int, settings: dict) -> dict:
+    """One database row (keys in ``nag.meta.database``); ``settings``: ``built_with(cfg)``."""
     return {
         "task": spec.id,
         "source": spec.source,
@@ -133,6 +142,7 @@ def meta_row(spec: TaskSpec, space: Any, arch: Any, metrics: dict, seed: int) ->
         "recipe": spec.to_dict(),
         "family": spec.family,
         "held_out": spec.held_out,
+        "built_with": settings,
     }
 
 
@@ -148,6 +158,8 @@ def build_meta_db(cfg: DictConfig) -> dict:
         for seed in seeds:
             runs[(spec.id, space.format(arch), seed)] = (spec, arch)
     db = MetaDatabase(resolve_db_path(cfg))
+    settings = built_with(cfg)
+    db.check_built_with(settings)
     todo = [key for key in runs if key not in db.store]
     start = time.perf_counter()
     with build_executor(cfg.get("executor")) as executor:
@@ -162,7 +174,7 @@ def build_meta_db(cfg: DictConfig) -> dict:
 
         def row_of(job: Job, metrics: dict) -> dict:
             spec, arch = runs[job.key]
-            return meta_row(spec, space, arch, metrics, job.key[2])
+            return meta_row(spec, space, arch, metrics, job.key[2], settings)
 
         fill_rows(db.store, jobs, executor, row_of, desc="build_meta_db", total=len(runs),
                   on_row=lambda row: log_metrics({"val_acc": row["val_acc"], "test_acc": row["test_acc"]}))

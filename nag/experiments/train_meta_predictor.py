@@ -52,7 +52,7 @@ from nag.experiments import build_space, experiment, plain, run_dir, trainer_set
 from nag.experiments.config import NonNegativeInt, PositiveInt, RunConfig
 from nag.io import append_jsonl, atomic_write_csv, read_jsonl, to_jsonable
 from nag.meta import MetaDatabase
-from nag.meta.database import ASSETS
+from nag.meta.database import ASSETS, describe_difference
 from nag.meta.features import DatasetEncoderConfig, build_extractor, spec_features
 from nag.metrics import spearman
 from nag.modules.meta_predictor import MetaPredictorOptions
@@ -109,6 +109,11 @@ def load_meta_rows(cfg: DictConfig, space, seed: int) -> tuple[list[dict], list[
     missing = sorted({k for r in raw for k in ("task", "arch", metric) if k not in r})
     if missing:
         raise ConfigError(f"rows of {db.path} lack {missing}; meta_db.metric={metric!r} must be a column of every row")
+    settings = db.built_with()
+    if len(settings) > 1:
+        raise ConfigError(f"{db.path} mixes rows built with different settings: "
+                          f"{describe_difference(settings[0], settings[1], label='other rows')}; one database holds one macro network "
+                          f"and budget (build another file with meta_db.path=...)")
     held_out = {r["task"] for r in raw if r.get("held_out", False)}
     rows = seed_means(raw, metric)
     extractor = build_extractor(plain(cfg.dataset_encoder))

@@ -7,7 +7,8 @@ without doubling one.
 
 Row keys: ``task`` (task id), ``source`` (source task name), ``classes`` (original class ids),
 ``arch`` (``space.format`` string), ``val_acc``, ``test_acc`` (percent), ``wall_s``, ``seed``,
-``space`` (space name). Rows of recipe tasks (``nag.data.recipes.TaskSpec``) also carry
+``space`` (space name), ``built_with`` (``{"space": the space's build options such as C and N,
+"train": the training budget}``: rows of one file must agree on it). Rows of recipe tasks (``nag.data.recipes.TaskSpec``) also carry
 ``recipe`` (the JSON recipe), ``family`` and ``held_out`` (true: an evaluation task, never to
 be trained on). Tasks are rebuilt from their recipe, so the file stays small.
 """
@@ -16,7 +17,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from nag.data.recipes import TaskSpec
-from nag.errors import MissingDataError
+from nag.errors import ConfigError, MissingDataError
 from nag.io import RowStore
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets"  # what nag ships: priors, predictors, meta-databases
@@ -59,6 +60,23 @@ class MetaDatabase:
         """(task id, arch, training seed) triples already in the file."""
         return set(self.store.keys())
 
+    def built_with(self) -> list[dict]:
+        """The distinct ``built_with`` settings of the file's rows, in first-seen order (older rows
+        without the key say nothing and are left out)."""
+        return distinct_built_with(self.rows())
+
+    def check_built_with(self, settings: dict) -> None:
+        """Raise ConfigError when the file holds rows built with other ``settings`` (a macro network
+        or training budget that differs): appending would mix two databases, and resuming would
+        count their runs as done."""
+        for other in self.built_with():
+            if other != settings:
+                raise ConfigError(
+                    f"meta-database {self.path} holds rows built with {describe_difference(other, settings)}; "
+                    f"this run asks for the other value(s). Point meta_db.path at a new file, or build "
+                    f"with the file's settings"
+                )
+
     def task_specs(self) -> list[TaskSpec]:
         """The distinct tasks of the file, in first-seen order (held-out ones included)."""
         seen: dict[str, TaskSpec] = {}
@@ -69,3 +87,27 @@ class MetaDatabase:
 
     def __len__(self) -> int:
         return len(self.rows())
+
+
+def distinct_built_with(rows: list[MetaRow]) -> list[dict]:
+    """The distinct ``built_with`` values of ``rows`` (rows without one are left out)."""
+    out: list[dict] = []
+    for r in rows:
+        b = r.get("built_with")
+        if b is not None and b not in out:
+            out.append(b)
+    return out
+
+
+def describe_difference(a: dict, b: dict, label: str = "asked") -> str:
+    """``space.N=1 (asked: 3), train.max_steps=40 (asked: 200)``: the leaves where ``a`` and ``b`` differ
+    (``label`` names ``b``)."""
+    def leaves(d: dict, prefix: str = "") -> dict:
+        out = {}
+        for k, v in d.items():
+            out.update(leaves(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
+        return out
+
+    la, lb = leaves(a), leaves(b)
+    diff = [f"{k}={la.get(k)!r} ({label}: {lb.get(k)!r})" for k in sorted(set(la) | set(lb)) if la.get(k) != lb.get(k)]
+    return ", ".join(diff) or "the same settings"
