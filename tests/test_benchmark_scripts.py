@@ -171,8 +171,29 @@ def test_seed_agreement_reports_rank_agreement_per_task(tmp_path, capsys):
     load("seed_agreement").main([str(tmp_path / "same.jsonl"), str(tmp_path / "flip.jsonl")])
     lines = capsys.readouterr().out.strip().splitlines()
     assert lines[1].startswith("t | 8 | +1.00 / 2.29 | -1.00 / 0.00 |")
-    assert lines[2] == "same.jsonl: seed pairs agree at Spearman +1.000 (mean over tasks and pairs); with 2 seeds per row the seed mean's reliability is 1.00"
-    assert lines[3].startswith("flip.jsonl: seed pairs agree at Spearman -1.000")
+    assert lines[2] == ("same.jsonl: 1 tasks; seed pairs agree at Spearman +1.000 (mean over tasks and pairs); "
+                        "with 2 seeds per row the seed mean's reliability is 1.00")
+    assert lines[3].startswith("flip.jsonl: 1 tasks; seed pairs agree at Spearman -1.000")
+
+
+def test_seed_agreement_measures_how_alike_tasks_rank_their_shared_archs(tmp_path, capsys):
+    """Tasks a and b rank the shared archs alike, c reverses them: pairs +1, -1, -1 -> mean -1/3;
+    --common-tasks keeps only the tasks every file has."""
+    with open(tmp_path / "db.jsonl", "w") as f:
+        for task, sign in (("a", 1), ("b", 1), ("c", -1)):
+            for i in range(8):
+                for seed in (0, 1):
+                    f.write(json.dumps({"task": task, "arch": f"a{i}", "seed": seed, "val_acc": float(sign * i)}) + "\n")
+    with open(tmp_path / "ab.jsonl", "w") as f:
+        for line in (tmp_path / "db.jsonl").read_text().splitlines():
+            if json.loads(line)["task"] != "c":
+                f.write(line + "\n")
+    script = load("seed_agreement")
+    script.main([str(tmp_path / "db.jsonl")])
+    assert "db.jsonl: two tasks' rankings of their 8 shared archs agree at Spearman -0.333" in capsys.readouterr().out
+    script.main(["--common-tasks", str(tmp_path / "db.jsonl"), str(tmp_path / "ab.jsonl")])
+    out = capsys.readouterr().out
+    assert "db.jsonl: 2 tasks;" in out and "db.jsonl: two tasks' rankings of their 8 shared archs agree at Spearman +1.000" in out
 
 
 def test_task_similarity_finds_rankings_that_depend_on_the_task(tmp_path, capsys):
@@ -215,3 +236,23 @@ def test_transfer_eval_report_skips_an_undefined_spearman(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "| 105.00 | n/a |" in out and out.splitlines()[4].endswith("| 0.50 |")  # the mean over defined runs
     assert "guided best >= random best in 1 of 2 runs" in out
+
+
+def test_meta_db_stats_reports_spread_seed_noise_and_winners(tmp_path, capsys):
+    """Two training tasks with opposite rankings (two winners, rho -1), one held-out task; seeds agree."""
+    rows = []
+    for task, sign, held in (("a", 1, False), ("b", -1, False), ("c", 1, True)):
+        for i in range(4):
+            for seed in (0, 1):
+                rows.append({"task": task, "arch": f"x{i}", "seed": seed, "val_acc": 50.0 + sign * i + 0.1 * seed,
+                             "held_out": held})
+    db = tmp_path / "db.jsonl"
+    db.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    load("meta_db_stats").main([str(db)])
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0] == "db.jsonl (24 rows)"
+    header = [c.strip() for c in lines[1].strip("|").split("|")]
+    training = dict(zip(header, [c.strip() for c in lines[3].strip("|").split("|")]))
+    assert training["tasks"] == "2" and training["spread_sd"] == "1.1 (1.1-1.1)" and training["best_minus_worst"] == "3.0"
+    assert training["seed_rho"] == "1.00" and training["distinct_winners"] == "2" and training["between_tasks_rho"].startswith("-1.00")
+    assert lines[4].startswith("| held-out | 1 |")
