@@ -24,6 +24,8 @@ SMOKE: dict[str, list[str]] = {
     "pareto_generation": ["n=6", "n_unguided=6", "batch_size=6", "solver.steps=2", "timing.runs=1", "timing.warmup=0",
                           "space.resolution=32"],
     "random_search": ["budget=2", "train.epochs=1", "train.max_steps=3", *NB201_TINY],
+    "train_dataset_encoder": ["meta_db.n_tasks=2", "train.epochs=1", "train.max_steps=2", "train.batch_size=8",
+                              "dataset_encoder.backbone=resnet10t", "dataset_encoder.min_size=16"],
     "train_meta_predictor": ["meta_predictor.steps=5", "meta_predictor.ensemble=1", "folds=2", "n_per_class=2"],
     "train_prior": PRIOR_TINY,
     "train_prior_mbv3": PRIOR_TINY,

@@ -42,6 +42,7 @@ _BUILTINS: dict[str, str] = {
     "transfer_nas": "nag.experiments.transfer_nas",
     "build_meta_db": "nag.experiments.build_meta_db",
     "train_meta_predictor": "nag.experiments.train_meta_predictor",
+    "train_dataset_encoder": "nag.experiments.train_dataset_encoder",
     "bo_nas": "nag.experiments.bo_nas",
     "fit_cost_predictor": "nag.experiments.fit_cost_predictor",
     "pareto_generation": "nag.experiments.pareto_generation",

@@ -24,7 +24,9 @@ Writes ``meta_predictor.pt`` in the run folder (and to ``save_to`` when set) and
 with the same ``hydra.run.dir`` resumes: finished fits are not fitted again, and a run folder of
 other settings is refused.
 
-Results: ``n_rows``, ``n_tasks``; over the folds' held-out tasks ``heldout_spearman`` (mean, the
+Results: ``n_rows``, ``n_tasks``, ``encoder_weights`` (the dataset encoder's weights: ``pretrained``,
+``trained`` or ``random``; the saved meta-predictor records the encoder and transfer_nas refuses
+another); over the folds' held-out tasks ``heldout_spearman`` (mean, the
 meta-predictor), ``heldout_spearman_min``, ``unconditioned_spearman``, ``params_spearman``,
 ``flops_spearman``; over the evaluation tasks (when the database has some) ``eval_spearman``,
 ``eval_unconditioned_spearman``, ``eval_params_spearman``, ``eval_flops_spearman``; for a kernel
@@ -94,15 +96,16 @@ def seed_means(rows: Sequence[Mapping[str, Any]], metric: str) -> list[dict]:
     return [{"task": t, "arch": a, "accuracy": float(np.mean(v)), "source": source[t]} for (t, a), v in values.items()]
 
 
-def load_meta_rows(cfg: DictConfig, space, seed: int) -> tuple[list[dict], list[dict], dict[str, Tensor]]:
+def load_meta_rows(cfg: DictConfig, space, seed: int) -> tuple[list[dict], list[dict], dict[str, Tensor], dict | None]:
     """The configured database's training rows and evaluation rows (``held_out: true``; none for
-    MetaD2A), each ``{"task", "arch", "accuracy"}``, and ``{task: features [K, n, F]}`` of both."""
+    MetaD2A), each ``{"task", "arch", "accuracy"}``, ``{task: features [K, n, F]}`` of both, and
+    the dataset encoder's ``identity()`` (None for MetaD2A's precomputed features)."""
     n_per_class = int(cfg.n_per_class)
     if cfg.meta_db.get("metad2a_path"):
         from nag.meta.metad2a import read_metad2a
 
         rows, features = read_metad2a(cfg.meta_db.metad2a_path, n_per_class)
-        return rows, [], features
+        return rows, [], features, None
     db = MetaDatabase(cfg.meta_db.path or ASSETS / "meta_db" / f"diverse_{space.name}.jsonl")
     metric = str(cfg.meta_db.metric)
     raw = db.rows(missing_ok=False)
@@ -118,7 +121,8 @@ def load_meta_rows(cfg: DictConfig, space, seed: int) -> tuple[list[dict], list[
     rows = seed_means(raw, metric)
     extractor = build_extractor(plain(cfg.dataset_encoder))
     features = spec_features(extractor, db.task_specs(), n_per_class, seed)
-    return [r for r in rows if r["task"] not in held_out], [r for r in rows if r["task"] in held_out], features
+    return ([r for r in rows if r["task"] not in held_out], [r for r in rows if r["task"] in held_out], features,
+            extractor.identity())
 
 
 def task_labels(rows: Sequence[Mapping[str, Any]], how: str) -> list[dict]:
@@ -228,7 +232,7 @@ def train_meta_predictor(cfg: DictConfig) -> dict:
     progress = run_dir() / PROGRESS
     done = finished_fits(progress, settings)
     sde_config = load_prior(cfg.prior.path, space).sde.config()
-    measured, eval_rows, features = load_meta_rows(cfg, space, seed)
+    measured, eval_rows, features, encoder = load_meta_rows(cfg, space, seed)
     blank = unconditioned(features)
     rows = task_labels(measured, str(cfg.label))
     tasks = list(dict.fromkeys(r["task"] for r in rows))
@@ -241,6 +245,7 @@ def train_meta_predictor(cfg: DictConfig) -> dict:
             return MetaPredictor.load(path, space), done[key]
         fit_start = time.perf_counter()  # the checkpoint is written before its row: a kill between them refits
         model = fit_rows(cfg, space, sde_config, train, feats, seed)
+        model.encoder = encoder
         model.save(path)
         row = {"fit": key, "fit_s": time.perf_counter() - fit_start, "settings": settings}
         append_jsonl(progress, row)
@@ -264,7 +269,8 @@ def train_meta_predictor(cfg: DictConfig) -> dict:
     if cfg.get("save_to"):
         meta.save(cfg.save_to)
 
-    results: dict[str, Any] = {"n_rows": len(rows), "n_tasks": len(tasks)}
+    results: dict[str, Any] = {"n_rows": len(rows), "n_tasks": len(tasks),
+                               "encoder_weights": encoder["weights"] if encoder else "metad2a"}
     if cv:
         write_table(run_dir() / "folds.csv", cv, fold_of)
         results.update(heldout_spearman=mean_of(cv, "meta"), heldout_spearman_min=mean_of(cv, "meta", np.min),

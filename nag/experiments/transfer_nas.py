@@ -119,6 +119,7 @@ def transfer_nas(cfg: DictConfig) -> dict:
 
     # 1-2. encode the task, generate guided candidates
     extractor = build_extractor(plain(cfg.dataset_encoder))
+    meta.check_encoder(extractor.identity())
     predictor = meta.for_task(extractor.task_features(task, int(cfg.n_per_class), seed))
     guide = GuideSpec(**plain(cfg.guidance)).build(predictor)
     sampler = build_sampler(prior, SamplerSettings.pick(cfg), [guide])

@@ -17,7 +17,7 @@ import torch
 from pydantic import Field
 from torch import Tensor, nn
 
-from nag.errors import ConfigError
+from nag.errors import CheckpointMismatchError, ConfigError
 from nag.modules.nets.gnn import GraphEncoder, mlp_head
 from nag.modules.nets.set_encoder import DatasetEncoder
 from nag.modules.nets.task_kernel import TaskKernelEncoder
@@ -227,9 +227,11 @@ class MetaPredictor(FrozenPredictor):
         net_config: Mapping[str, Any],
         task_names: Sequence[str] = (),
         space: SearchSpace | None = None,
+        encoder: Mapping[str, str] | None = None,
     ) -> None:
         super().__init__(net, targets, space_describe, adjacency, net_config, space)
         self.task_names = list(task_names)
+        self.encoder = dict(encoder) if encoder else None  # the dataset encoder its features came from
         self.kernel_scores: dict[str, Any] = {}  # what select_kernel_width chose, when it ran
 
     @property
@@ -271,16 +273,29 @@ class MetaPredictor(FrozenPredictor):
         cfg = {**self.net_config, "name": "task_bound"}
         return Predictor(net, self.targets, self.space_describe, self.adjacency, cfg, space=self._space)
 
+    def check_encoder(self, identity: Mapping[str, str]) -> None:
+        """Refuse task features from another dataset encoder than the one this meta-predictor was
+        trained with (CheckpointMismatchError); meta-predictors saved before encoders were recorded pass."""
+        if self.encoder is None or self.encoder.get("fingerprint") == identity.get("fingerprint"):
+            return
+        raise CheckpointMismatchError(
+            f"this meta-predictor was trained on features of dataset encoder {self.encoder}, but the run's "
+            f"dataset_encoder is {dict(identity)}: its rankings would be meaningless. Set dataset_encoder "
+            f"(backbone, pretrained_path) as it was trained, or train a meta-predictor with this encoder "
+            f"(experiment=train_meta_predictor dataset_encoder.pretrained_path=...)"
+        )
+
     # ----- persistence -------------------------------------------------------------------
     def checkpoint(self) -> dict[str, Any]:
-        return {**super().checkpoint(), "task_names": self.task_names}
+        return {**super().checkpoint(), "task_names": self.task_names, "encoder": self.encoder}
 
     @classmethod
     def load(cls, path: str | os.PathLike, space: SearchSpace | None = None) -> MetaPredictor:
         """Load a saved meta-predictor; refuses another space (CheckpointMismatchError)."""
         ckpt = read_checkpoint(path, CHECKPOINT_FORMAT)
         net, adjacency = cls.net_from_checkpoint(ckpt)
-        return cls(net, ckpt["targets"], ckpt["space"], adjacency, ckpt["net_config"], ckpt.get("task_names", ()), space)
+        return cls(net, ckpt["targets"], ckpt["space"], adjacency, ckpt["net_config"], ckpt.get("task_names", ()), space,
+                   ckpt.get("encoder"))
 
     def __repr__(self) -> str:
         return (

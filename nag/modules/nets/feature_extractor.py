@@ -17,6 +17,7 @@ Experiments record it in results.json as ``encoder_weights``.
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import warnings
 from pathlib import Path
@@ -170,6 +171,15 @@ class ImageFeatureExtractor(nn.Module):
         from nag.io import atomic_torch_save
 
         return atomic_torch_save({"state_dict": state, KIND_KEY: kind}, path)
+
+    def identity(self) -> dict[str, str]:
+        """What features from this encoder depend on: ``{"backbone", "weights" (kind), "fingerprint"}``
+        (a hash of the weights). A meta-predictor records it and must be used with the same."""
+        digest = hashlib.sha1()
+        for name, value in sorted(self.backbone.state_dict().items()):
+            digest.update(name.encode())
+            digest.update(value.detach().cpu().contiguous().numpy().tobytes())
+        return {"backbone": self.backbone_name, "weights": self.weights_kind, "fingerprint": digest.hexdigest()[:16]}
 
     def train(self, mode: bool = True) -> "ImageFeatureExtractor":
         super().train(mode)
