@@ -35,6 +35,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--n-per-class", type=int, default=20, help="images per class through the dataset encoder "
                         "(as the meta-predictor was trained with: 20 for the digits one, 5 for the diverse one)")
     parser.add_argument("--sample", type=int, default=None, help="rank this many cells (seeded) instead of all")
+    parser.add_argument("--encoder", default=None, help="dataset encoder weights (dataset_encoder.pretrained_path) the "
+                        "meta-predictor was trained with; default: the fixed-seed random backbone")
     args = parser.parse_args(argv)
 
     import torch
@@ -50,8 +52,9 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(1)
     space = get_space("nb201")
     table = BenchmarkTable.from_csv(args.csv, space)
-    extractor = build_extractor({"backbone": "resnet18", "pretrained_path": None})  # as transfer_nas runs offline
+    extractor = build_extractor({"backbone": "resnet18", "pretrained_path": args.encoder})  # None: as transfer_nas runs offline
     meta = MetaPredictor.load(args.meta, space)
+    meta.check_encoder(extractor.identity())  # features of the encoder it was trained with, or an error
     idx = np.arange(len(table.archs))
     if args.sample:
         idx = np.sort(np.random.default_rng(0).permutation(len(idx))[: args.sample])
