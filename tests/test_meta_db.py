@@ -89,3 +89,16 @@ def test_x_to_string_matches_encoding():
     space = get_space("nb201")
     for a in space.sample(20, 1):
         assert space.parse(x_to_nb201_string(space.encode(a))) == a
+
+
+def test_shipped_diverse_database_was_built_with_what_its_command_builds():
+    """The README's rebuild command (experiment=build_meta_db's defaults) asks for the settings the
+    shipped rows record, so it resumes the file instead of refusing it; a changed default shows here."""
+    from nag.experiments.build_meta_db import built_with
+    from nag.meta import MetaDatabase
+    from nag.meta.database import ASSETS
+    from nag.run import compose_config
+
+    db = MetaDatabase(ASSETS / "meta_db" / "diverse_nb201.jsonl")
+    assert db.built_with() == [built_with(compose_config(["experiment=build_meta_db"]))]
+    assert db.built_with()[0]["space"] == {"C": 8, "N": 1} and db.built_with()[0]["train"]["max_steps"] == 40
