@@ -539,3 +539,17 @@ def _plural(text: str) -> str:
             head, _, rest = text[len(article):].partition(" ")
             return f"{head}s {rest}".strip()
     return text
+
+
+def describe_difference(a: dict, b: dict, label: str = "asked") -> str:
+    """``space.N=1 (asked: 3), train.max_steps=40 (asked: 200)``: the leaves where ``a`` and ``b`` differ
+    (``label`` names ``b``)."""
+    def leaves(d: dict, prefix: str = "") -> dict:
+        out = {}
+        for k, v in d.items():
+            out.update(leaves(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
+        return out
+
+    la, lb = leaves(a), leaves(b)
+    diff = [f"{k}={la.get(k)!r} ({label}: {lb.get(k)!r})" for k in sorted(set(la) | set(lb)) if la.get(k) != lb.get(k)]
+    return ", ".join(diff) or "the same settings"

@@ -256,3 +256,18 @@ def test_meta_db_stats_reports_spread_seed_noise_and_winners(tmp_path, capsys):
     assert training["tasks"] == "2" and training["spread_sd"] == "1.1 (1.1-1.1)" and training["best_minus_worst"] == "3.0"
     assert training["seed_rho"] == "1.00" and training["distinct_winners"] == "2" and training["between_tasks_rho"].startswith("-1.00")
     assert lines[4].startswith("| held-out | 1 |")
+
+
+def test_fold_table_prints_fold_family_and_gap_tables(tmp_path, capsys):
+    """Per fold and per family means, and the per-task gap; an empty score (a constant task) is skipped."""
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "folds.csv").write_text("task,fold,meta,unconditioned,params,flops\n"
+                                   "a,0,0.5,0.25,0.1,0.1\nb,0,0.7,0.75,0.3,0.3\nc,1,0.9,0.5,,\n")
+    db = tmp_path / "db.jsonl"
+    db.write_text("".join(json.dumps({"task": t, "family": f}) + "\n" for t, f in (("a", "x"), ("b", "y"), ("c", "x"))))
+    load("fold_table").main([str(run), "--db", str(db)])
+    out = capsys.readouterr().out
+    assert "| 0 | 2 | 0.60 | 0.50 | 0.20 | 0.20 |" in out and "| 1 | 1 | 0.90 | 0.50 | nan | nan |" in out
+    assert "| x | 2 | 0.70 | 0.38 | 0.10 | 0.10 |" in out and "| all | 3 | 0.70 | 0.50 | 0.20 | 0.20 |" in out
+    assert "mean +0.200 (SE 0.132), better on 2 of 3 tasks" in out and "heldout_tasks.csv" not in out

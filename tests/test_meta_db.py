@@ -101,4 +101,4 @@ def test_shipped_diverse_database_was_built_with_what_its_command_builds():
 
     db = MetaDatabase(ASSETS / "meta_db" / "diverse_nb201.jsonl")
     assert db.built_with() == [built_with(compose_config(["experiment=build_meta_db"]))]
-    assert db.built_with()[0]["space"] == {"C": 8, "N": 1} and db.built_with()[0]["train"]["max_steps"] == 40
+    assert db.built_with()[0]["space"] == {"C": 8, "N": 3} and db.built_with()[0]["train"]["max_steps"] == 40

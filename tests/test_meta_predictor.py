@@ -316,3 +316,38 @@ def test_train_meta_predictor_refuses_a_database_that_mixes_networks_or_budgets(
     cfg = compose_config(["experiment=train_meta_predictor", f"meta_db.path={db}", "folds=0"])
     with pytest.raises(ConfigError, match=r"mixes rows built with different settings: space\.N=1 \(other rows: 3\)"):
         run_experiment(cfg, out_dir=tmp_path / "run")
+
+
+def test_a_meta_predictor_records_its_macro_network_and_runs_with_another_are_refused_or_warned(tmp_path):
+    """train_meta_predictor refuses a space that differs from the database's; the meta-predictor
+    records the database's settings, and transfer_nas warns when it trains another network."""
+    import json
+
+    from nag.experiments import run_experiment
+    from nag.io import read_jsonl
+    from nag.meta.database import ASSETS
+    from nag.run import compose_config
+    from tests.smoke import SMOKE
+
+    rows = read_jsonl(ASSETS / "meta_db" / "diverse_nb201.jsonl")
+    tasks = [t for t in dict.fromkeys(r["task"] for r in rows if not r.get("held_out"))][:3]
+    db = tmp_path / "db.jsonl"
+    db.write_text("".join(json.dumps(r) + "\n" for t in tasks for r in [r for r in rows if r["task"] == t][:8]))
+    train = ["experiment=train_meta_predictor", f"meta_db.path={db}", "meta_predictor.steps=3", "folds=0", "n_per_class=2"]
+    with pytest.raises(ConfigError, match=r"built with another macro network: space\.N=3 \(this run: 1\).*space\.N=3"):
+        run_experiment(compose_config([*train, "space.N=1"]), out_dir=tmp_path / "refused")
+    assert not (tmp_path / "refused" / "meta_predictor.pt").exists()
+
+    saved = tmp_path / "meta.pt"
+    run_experiment(compose_config([*train, f"save_to={saved}"]), out_dir=tmp_path / "meta")
+    meta = MetaPredictor.load(saved)
+    assert meta.built_with == rows[0]["built_with"] and meta.space_difference({"C": 8, "N": 3}) is None
+    assert meta.space_difference({"C": 8, "N": 1}) == "space.N=3 (this run: 1)"
+
+    transfer = ["experiment=transfer_nas", f"meta_predictor.path={saved}", *SMOKE["transfer_nas"]]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        run_experiment(compose_config(transfer), out_dir=tmp_path / "same")
+        assert not [w for w in caught if "another macro network" in str(w.message)]
+        run_experiment(compose_config([*transfer, "space.N=1"]), out_dir=tmp_path / "other")
+    assert [w for w in caught if "another macro network than this run trains: space.N=3 (this run: 1)" in str(w.message)]

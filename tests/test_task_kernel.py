@@ -152,6 +152,42 @@ def test_leave_out_and_task_encoder_names_are_checked(synthetic_table):
         fit_meta_predictor(space, rows, train_feats, VE, steps=1, net_config={**KERNEL_META, "task_encoder": "knn"})
 
 
+def test_experts_by_source_give_each_group_its_own_network(synthetic_table, tmp_path):
+    """experts_by=source: one expert per source, a training task routed to its own; an unseen task
+    follows the expert of the tasks it resembles; the net round-trips through a checkpoint."""
+    from nag.modules.meta_predictor import task_groups
+
+    space = get_space("nb201")
+    rows, feats, archs, acc = _grouped_rows(synthetic_table)
+    train_feats = {t: feats[t] for t in ("a0", "a1", "b0", "b1")}
+    assert task_groups(rows, ["a0", "a1", "b0", "b1"], "source") == {"experts": 2, "task_groups": [0, 0, 1, 1]}
+    assert task_groups(rows, ["a0", "a1"], "source") == {"experts": 1}
+    meta = fit_meta_predictor(space, rows, train_feats, VE, steps=400, net_config=KERNEL_META, experts_by="source", seed=0)
+    net = meta.net.members[0]
+    assert net.experts == 2 and len(net.encoder) == 2 and net.cond_dim == KERNEL_META["task_dim"] + 2
+    for member in meta.net.members:
+        member.dataset.set_width(0.1, 0.0)
+    routes = net.embed_task(pad_classes([feats[t] for t in ("a0", "b1", "a_new")], ["a0", "b1", "a_new"])[0])[:, -2:]
+    torch.testing.assert_close(routes.sum(-1), torch.ones(3))
+    assert routes[0, 0] > 0.9 and routes[1, 1] > 0.9 and routes[2, 0] > 0.9  # own group; an unseen a-task goes to a
+    rho = {t: spearman(meta.for_task(feats[t]).predict_archs(archs)[0][:, 0].tolist(), acc.tolist()) for t in ("a_new", "b_new")}
+    assert rho["a_new"] > 0.5 and rho["b_new"] < -0.5, rho
+    loaded = MetaPredictor.load(meta.save(tmp_path / "experts.pt"), space)
+    torch.testing.assert_close(loaded.for_task(feats["b_new"]).predict_archs(archs)[0],
+                               meta.for_task(feats["b_new"]).predict_archs(archs)[0])
+
+
+def test_experts_need_the_kernel_and_a_group_key(synthetic_table):
+    space = get_space("nb201")
+    rows, feats, _, _ = _grouped_rows(synthetic_table, n_archs=8)
+    train_feats = {t: feats[t] for t in ("a0", "a1", "b0", "b1")}
+    with pytest.raises(ConfigError, match="experts=2 needs task_encoder='kernel' and task_groups"):
+        fit_meta_predictor(space, rows, train_feats, VE, steps=1, experts_by="source",
+                           net_config={**KERNEL_META, "task_encoder": "set", "set_hidden": 16, "num_inducing": 2})
+    with pytest.raises(ConfigError, match="experts_by='family' needs every row to carry 'family'"):
+        fit_meta_predictor(space, rows, train_feats, VE, steps=1, net_config=KERNEL_META, experts_by="family")
+
+
 def test_transfer_nas_runs_with_a_kernel_meta_predictor(tmp_path):
     """train_meta_predictor with the kernel condition, then transfer_nas guided by what it saved."""
     import json

@@ -104,6 +104,11 @@ def build_space(cfg: DictConfig):
     return get_space(params.pop("name"), **params)
 
 
+def space_options(cfg: DictConfig) -> dict[str, Any]:
+    """The build options of ``cfg.space`` without its name (e.g. ``{"C": 8, "N": 3}``)."""
+    return {k: v for k, v in (plain(cfg.space) or {}).items() if k != "name"}
+
+
 def build_task(cfg: DictConfig):
     """The task of ``cfg.task``: ``get_task(cfg.task.name, classes, **other keys)``."""
     from nag.data import get_task

@@ -32,7 +32,7 @@ from nag.data.suites import get_suite
 from nag.errors import ConfigError
 from nag.evaluation import TrainBudget, train_eval
 from nag.executor import Job, build_executor, fill_rows
-from nag.experiments import build_budget, build_space, distinct_sample, experiment, plain, run_dir, trainer_settings
+from nag.experiments import build_budget, build_space, distinct_sample, experiment, plain, run_dir, space_options, trainer_settings
 from nag.experiments.config import NonNegativeInt, PositiveInt, RunConfig
 from nag.meta import MetaDatabase
 from nag.schema import Settings
@@ -123,8 +123,7 @@ def plan(cfg: DictConfig, space: Any) -> list[tuple[TaskSpec, Any]]:
 
 def built_with(cfg: DictConfig) -> dict:
     """What every row of one database shares: the space's build options (e.g. C, N) and the budget."""
-    space = {k: v for k, v in (plain(cfg.space) or {}).items() if k != "name"}
-    return {"space": space, "train": build_budget(cfg).model_dump()}
+    return {"space": space_options(cfg), "train": build_budget(cfg).model_dump()}
 
 
 def meta_row(spec: TaskSpec, space: Any, arch: Any, metrics: dict, seed: int, settings: dict) -> dict:

@@ -41,7 +41,7 @@ import time
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
 import torch
@@ -50,11 +50,12 @@ from torch import Tensor
 
 from nag.diffusion.prior import PriorConfig, load_prior
 from nag.errors import ConfigError
-from nag.experiments import build_space, experiment, plain, run_dir, trainer_settings
+from nag.experiments import build_space, experiment, plain, run_dir, space_options, trainer_settings
 from nag.experiments.config import NonNegativeInt, PositiveInt, RunConfig
 from nag.io import append_jsonl, atomic_write_csv, read_jsonl, to_jsonable
 from nag.meta import MetaDatabase
-from nag.meta.database import ASSETS, describe_difference
+from nag.meta.database import ASSETS
+from nag.schema import describe_difference
 from nag.meta.features import DatasetEncoderConfig, build_extractor, spec_features
 from nag.metrics import spearman
 from nag.modules.meta_predictor import MetaPredictorOptions
@@ -96,16 +97,26 @@ def seed_means(rows: Sequence[Mapping[str, Any]], metric: str) -> list[dict]:
     return [{"task": t, "arch": a, "accuracy": float(np.mean(v)), "source": source[t]} for (t, a), v in values.items()]
 
 
-def load_meta_rows(cfg: DictConfig, space, seed: int) -> tuple[list[dict], list[dict], dict[str, Tensor], dict | None]:
-    """The configured database's training rows and evaluation rows (``held_out: true``; none for
-    MetaD2A), each ``{"task", "arch", "accuracy"}``, ``{task: features [K, n, F]}`` of both, and
-    the dataset encoder's ``identity()`` (None for MetaD2A's precomputed features)."""
+class MetaRows(NamedTuple):
+    """What ``load_meta_rows`` reads: training and evaluation rows (``held_out: true``; none for
+    MetaD2A), each ``{"task", "arch", "accuracy"}``; ``{task: features [K, n, F]}`` of both; the
+    dataset encoder's ``identity()`` and the rows' ``built_with`` (None for MetaD2A)."""
+
+    train: list[dict]
+    held_out: list[dict]
+    features: dict[str, Tensor]
+    encoder: dict | None
+    built_with: dict | None
+
+
+def load_meta_rows(cfg: DictConfig, space, seed: int) -> MetaRows:
+    """The configured database's rows and its tasks' features (``MetaRows``)."""
     n_per_class = int(cfg.n_per_class)
     if cfg.meta_db.get("metad2a_path"):
         from nag.meta.metad2a import read_metad2a
 
         rows, features = read_metad2a(cfg.meta_db.metad2a_path, n_per_class)
-        return rows, [], features, None
+        return MetaRows(rows, [], features, None, None)
     db = MetaDatabase(cfg.meta_db.path or ASSETS / "meta_db" / f"diverse_{space.name}.jsonl")
     metric = str(cfg.meta_db.metric)
     raw = db.rows(missing_ok=False)
@@ -117,12 +128,17 @@ def load_meta_rows(cfg: DictConfig, space, seed: int) -> tuple[list[dict], list[
         raise ConfigError(f"{db.path} mixes rows built with different settings: "
                           f"{describe_difference(settings[0], settings[1], label='other rows')}; one database holds one macro network "
                           f"and budget (build another file with meta_db.path=...)")
+    if settings and settings[0].get("space", {}) != space_options(cfg):
+        raise ConfigError(f"{db.path} was built with another macro network: "
+                          f"{describe_difference({'space': settings[0]['space']}, {'space': space_options(cfg)}, 'this run')}; "
+                          f"its accuracies belong to that network, so set space to the database's values "
+                          f"(e.g. space.N={settings[0]['space'].get('N')}), or build a database with this run's")
     held_out = {r["task"] for r in raw if r.get("held_out", False)}
     rows = seed_means(raw, metric)
     extractor = build_extractor(plain(cfg.dataset_encoder))
     features = spec_features(extractor, db.task_specs(), n_per_class, seed)
-    return ([r for r in rows if r["task"] not in held_out], [r for r in rows if r["task"] in held_out], features,
-            extractor.identity())
+    return MetaRows([r for r in rows if r["task"] not in held_out], [r for r in rows if r["task"] in held_out], features,
+                    extractor.identity(), settings[0] if settings else None)
 
 
 def task_labels(rows: Sequence[Mapping[str, Any]], how: str) -> list[dict]:
@@ -232,7 +248,7 @@ def train_meta_predictor(cfg: DictConfig) -> dict:
     progress = run_dir() / PROGRESS
     done = finished_fits(progress, settings)
     sde_config = load_prior(cfg.prior.path, space).sde.config()
-    measured, eval_rows, features, encoder = load_meta_rows(cfg, space, seed)
+    measured, eval_rows, features, encoder, db_settings = load_meta_rows(cfg, space, seed)
     blank = unconditioned(features)
     rows = task_labels(measured, str(cfg.label))
     tasks = list(dict.fromkeys(r["task"] for r in rows))
@@ -245,7 +261,7 @@ def train_meta_predictor(cfg: DictConfig) -> dict:
             return MetaPredictor.load(path, space), done[key]
         fit_start = time.perf_counter()  # the checkpoint is written before its row: a kill between them refits
         model = fit_rows(cfg, space, sde_config, train, feats, seed)
-        model.encoder = encoder
+        model.encoder, model.built_with = encoder, db_settings
         model.save(path)
         row = {"fit": key, "fit_s": time.perf_counter() - fit_start, "settings": settings}
         append_jsonl(progress, row)

@@ -24,6 +24,7 @@ see ``nag.modules.nets.feature_extractor``).
 from __future__ import annotations
 
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +38,7 @@ from nag.diffusion.sampling import SamplerSettings, build_sampler
 from nag.errors import MissingDataError
 from nag.evaluation import TrainBudget, train_eval
 from nag.executor import Job, build_executor
-from nag.experiments import build_budget, build_space, build_task, distinct_sample, experiment, plain, run_dir, trainer_settings
+from nag.experiments import build_budget, build_space, build_task, distinct_sample, experiment, plain, run_dir, space_options, trainer_settings
 from nag.experiments.config import PositiveInt, SamplingConfig
 from nag.io import RowStore, atomic_write_csv, atomic_write_png
 from nag.meta.database import ASSETS
@@ -116,6 +117,10 @@ def transfer_nas(cfg: DictConfig) -> dict:
     seed, k = int(cfg.seed), int(cfg.top_k)
     prior = load_prior(cfg.prior.path, space)
     meta = resolve_meta_predictor(cfg, space)
+    if (difference := meta.space_difference(space_options(cfg))) is not None:
+        warnings.warn(f"the meta-predictor learned accuracies of another macro network than this run trains: "
+                      f"{difference}. Its ranking of cells may not hold here; set space as it was trained "
+                      f"(its built_with: {meta.built_with['space']}), or train one on a database of this network", stacklevel=1)
 
     # 1-2. encode the task, generate guided candidates
     extractor = build_extractor(plain(cfg.dataset_encoder))

@@ -19,6 +19,7 @@ from pathlib import Path
 from nag.data.recipes import TaskSpec
 from nag.errors import ConfigError, MissingDataError
 from nag.io import RowStore
+from nag.schema import describe_difference
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets"  # what nag ships: priors, predictors, meta-databases
 
@@ -97,17 +98,3 @@ def distinct_built_with(rows: list[MetaRow]) -> list[dict]:
         if b is not None and b not in out:
             out.append(b)
     return out
-
-
-def describe_difference(a: dict, b: dict, label: str = "asked") -> str:
-    """``space.N=1 (asked: 3), train.max_steps=40 (asked: 200)``: the leaves where ``a`` and ``b`` differ
-    (``label`` names ``b``)."""
-    def leaves(d: dict, prefix: str = "") -> dict:
-        out = {}
-        for k, v in d.items():
-            out.update(leaves(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
-        return out
-
-    la, lb = leaves(a), leaves(b)
-    diff = [f"{k}={la.get(k)!r} ({label}: {lb.get(k)!r})" for k in sorted(set(la) | set(lb)) if la.get(k) != lb.get(k)]
-    return ", ".join(diff) or "the same settings"

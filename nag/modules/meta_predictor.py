@@ -34,7 +34,7 @@ from nag.modules.predictor import (
     train_module,
 )
 from nag.registry import Registry
-from nag.schema import factory_config
+from nag.schema import describe_difference, factory_config
 from nag.spaces.base import Arch, SearchSpace
 
 DEFAULT_META_NET: dict[str, Any] = {"name": "meta", "conv": "dgcn", "hidden": 64, "layers": 4, "task_dim": 64}
@@ -56,6 +56,17 @@ TASK_ENCODERS.register("set", _set_encoder)
 TASK_ENCODERS.register("kernel", _kernel_encoder)
 
 
+class Experts(nn.ModuleList):
+    """G copies of one module, each applied to the same input: x -> [B, G, ...] (``stack``), or
+    expert g to slice g of its input: x [B, G, ...] -> [B, G, ...] (``route``)."""
+
+    def stack(self, *args: Any) -> Tensor:
+        return torch.stack([m(*args) for m in self], dim=1)
+
+    def route(self, x: Tensor) -> Tensor:
+        return torch.stack([m(x[:, g]) for g, m in enumerate(self)], dim=1)
+
+
 class MetaPredictorNet(nn.Module):
     """Graph encoder ⊕ task encoder -> head.
 
@@ -70,6 +81,11 @@ class MetaPredictorNet(nn.Module):
             set_hidden, set_heads, num_inducing) or ``kernel`` (learned per-training-task
             prototypes mixed by a kernel on feature statistics, ``TaskKernelEncoder``: num_tasks,
             kernel_tau; fit_meta_predictor sets num_tasks).
+        experts: G > 1 gives G (graph encoder, head) pairs, one per group of training tasks
+            (``task_groups``: each training task's group, e.g. its image source; kernel only).
+            A task's prediction is the experts' predictions weighted by the kernel's mass on each
+            group (the average-prototype share spread evenly), so a training task trains its own
+            group's expert and an unseen task is ranked by the experts of the tasks it resembles.
         head_hidden, head_dropout: regression head.
         **encoder: GraphEncoder options (conv, hidden, layers, time_dim, ...).
     """
@@ -89,6 +105,8 @@ class MetaPredictorNet(nn.Module):
         num_inducing: int = 16,
         num_tasks: int = 0,
         kernel_tau: float = 0.1,
+        experts: int = 1,
+        task_groups: Sequence[int] | None = None,
         head_hidden: int = 128,
         head_dropout: float = 0.0,
         **encoder: Any,
@@ -96,23 +114,52 @@ class MetaPredictorNet(nn.Module):
         super().__init__()
         options = {"set_hidden": set_hidden, "set_heads": set_heads, "num_inducing": num_inducing,
                    "num_tasks": num_tasks, "kernel_tau": kernel_tau}
-        self.encoder = GraphEncoder(num_ops, adjacency, **encoder)
         self.dataset = TASK_ENCODERS.get(task_encoder)(feature_dim, task_dim, options)
-        self.head = mlp_head(self.encoder.out_dim + task_dim, head_hidden, num_targets, head_dropout)
-        self.task_dim = task_dim
+        self.task_dim, self.experts = task_dim, experts
+        if experts == 1:
+            self.encoder = GraphEncoder(num_ops, adjacency, **encoder)
+            self.head = mlp_head(self.encoder.out_dim + task_dim, head_hidden, num_targets, head_dropout)
+            self.cond_dim = task_dim
+            return
+        groups = list(task_groups or [])
+        if task_encoder != "kernel" or len(groups) != num_tasks or not all(0 <= g < experts for g in groups):
+            raise ConfigError(f"experts={experts} needs task_encoder='kernel' and task_groups: one group in "
+                              f"0..{experts - 1} per training task ({num_tasks}); got task_encoder={task_encoder!r}, "
+                              f"{len(groups)} groups")
+        self.encoder = Experts(GraphEncoder(num_ops, adjacency, **encoder) for _ in range(experts))
+        self.head = Experts(mlp_head(self.encoder[0].out_dim + task_dim, head_hidden, num_targets, head_dropout)
+                            for _ in range(experts))
+        self.register_buffer("groups", nn.functional.one_hot(torch.tensor(groups), experts).float())  # [T, G]
+        self.cond_dim = task_dim + experts  # the task embedding, then the experts' weights
 
     def embed_task(self, task_features: Tensor, counts: Tensor | None = None, **kwargs: Any) -> Tensor:
-        """[K, n, F] -> [D], or [T, K, n, F] (``counts`` [T] classes each) -> [T, D]; ``kwargs``
-        go to the task encoder (``exclude`` for the kernel)."""
-        return self.dataset(task_features, counts, **kwargs)
+        """A task's condition: [K, n, F] -> [C], or [T, K, n, F] (``counts`` [T] classes each) -> [T, C]
+        (C = ``cond_dim``: the embedding, then with experts their weights); ``kwargs`` go to the
+        task encoder (``exclude`` for the kernel)."""
+        if self.experts == 1:
+            return self.dataset(task_features, counts, **kwargs)
+        single = task_features.dim() == 3
+        weights = self.dataset.weights(task_features.unsqueeze(0) if single else task_features, counts, **kwargs)
+        routes = weights[:, :-1] @ self.groups + weights[:, -1:] / self.experts          # [T', G]
+        cond = torch.cat([weights @ self.dataset.prototype_table(), routes], dim=-1)
+        return cond[0] if single else cond
+
+    def encode(self, x: Tensor, t: Tensor) -> Tensor:
+        """Graph encodings: x [B, N, V], t [B] -> [B, E], or [B, G, E] with experts."""
+        return self.encoder(x, t) if self.experts == 1 else self.encoder.stack(x, t)
 
     def forward_embedded(self, x: Tensor, t: Tensor, task_emb: Tensor) -> Tensor:
-        """x [B, N, V], t [B], task_emb [B, D] -> [B, num_targets]."""
-        return self.predict_encoded(self.encoder(x, t), task_emb)
+        """x [B, N, V], t [B], task_emb [B, C] -> [B, num_targets]."""
+        return self.predict_encoded(self.encode(x, t), task_emb)
 
     def predict_encoded(self, graph_emb: Tensor, task_emb: Tensor) -> Tensor:
-        """The head alone, on archs already encoded: graph_emb [B, E], task_emb [B, D] -> [B, num_targets]."""
-        return self.head(torch.cat([graph_emb, task_emb], dim=-1))
+        """The head alone, on archs already encoded (``encode``): graph_emb [B, E] or [B, G, E],
+        task_emb [B, C] -> [B, num_targets]."""
+        if self.experts == 1:
+            return self.head(torch.cat([graph_emb, task_emb], dim=-1))
+        emb, routes = task_emb[:, :self.task_dim], task_emb[:, self.task_dim:]
+        pairs = torch.cat([graph_emb, emb.unsqueeze(1).expand(-1, self.experts, -1)], dim=-1)  # [B, G, E + D]
+        return torch.einsum("bg,bgk->bk", routes, self.head.route(pairs))
 
     def forward(self, x: Tensor, t: Tensor, task_features: Tensor, index: Tensor, counts: Tensor | None = None) -> Tensor:
         return self.forward_embedded(x, t, self.embed_task(task_features, counts)[index])
@@ -126,7 +173,7 @@ class TaskBoundNet(nn.Module):
     def __init__(self, num_ops: int, adjacency: Tensor, num_targets: int, **meta: Any) -> None:
         super().__init__()
         self.net = MetaPredictorNet(num_ops, adjacency, num_targets, **meta)
-        self.register_buffer("task_emb", torch.zeros(self.net.task_dim))
+        self.register_buffer("task_emb", torch.zeros(self.net.cond_dim))
 
     @classmethod
     def bind(cls, net: MetaPredictorNet, task_emb: Tensor) -> TaskBoundNet:
@@ -228,10 +275,12 @@ class MetaPredictor(FrozenPredictor):
         task_names: Sequence[str] = (),
         space: SearchSpace | None = None,
         encoder: Mapping[str, str] | None = None,
+        built_with: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__(net, targets, space_describe, adjacency, net_config, space)
         self.task_names = list(task_names)
         self.encoder = dict(encoder) if encoder else None  # the dataset encoder its features came from
+        self.built_with = dict(built_with) if built_with else None  # its database's macro network and budget
         self.kernel_scores: dict[str, Any] = {}  # what select_kernel_width chose, when it ran
 
     @property
@@ -285,9 +334,19 @@ class MetaPredictor(FrozenPredictor):
             f"(experiment=train_meta_predictor dataset_encoder.pretrained_path=...)"
         )
 
+    def space_difference(self, options: Mapping[str, Any]) -> str | None:
+        """How the run's space ``options`` (e.g. ``{"C": 8, "N": 1}``) differ from the macro network
+        whose accuracies this meta-predictor learned (``space.N=3 (this run: 1)``); None when they
+        agree or it does not know (MetaD2A, older checkpoints)."""
+        learned = (self.built_with or {}).get("space")
+        if learned is None or dict(learned) == dict(options):
+            return None
+        return describe_difference({"space": dict(learned)}, {"space": dict(options)}, label="this run")
+
     # ----- persistence -------------------------------------------------------------------
     def checkpoint(self) -> dict[str, Any]:
-        return {**super().checkpoint(), "task_names": self.task_names, "encoder": self.encoder}
+        return {**super().checkpoint(), "task_names": self.task_names, "encoder": self.encoder,
+                "built_with": self.built_with}
 
     @classmethod
     def load(cls, path: str | os.PathLike, space: SearchSpace | None = None) -> MetaPredictor:
@@ -295,7 +354,7 @@ class MetaPredictor(FrozenPredictor):
         ckpt = read_checkpoint(path, CHECKPOINT_FORMAT)
         net, adjacency = cls.net_from_checkpoint(ckpt)
         return cls(net, ckpt["targets"], ckpt["space"], adjacency, ckpt["net_config"], ckpt.get("task_names", ()), space,
-                   ckpt.get("encoder"))
+                   ckpt.get("encoder"), ckpt.get("built_with"))
 
     def __repr__(self) -> str:
         return (
@@ -342,6 +401,7 @@ def fit_meta_predictor(
     batch_size: Annotated[int, Field(ge=1)] = 128,
     lr: Annotated[float, Field(gt=0)] = 1e-3,
     net_config: Mapping[str, Any] | None = None,
+    experts_by: str | None = None,
     noise_aware: bool = True,
     clean_frac: Annotated[float, Field(ge=0, le=1)] = 0.25,
     seed: int = 0,
@@ -356,6 +416,9 @@ def fit_meta_predictor(
         task_features: ``{task_name: Tensor [K, n, F]}``; all training tasks share n and F (K,
             the number of classes, may differ).
         target: name of the predicted value (the Predictor's single target).
+        experts_by: a row key (e.g. ``source``) whose values group the training tasks: one expert
+            network per group, mixed by the kernel (``MetaPredictorNet(experts=...)``; needs
+            ``task_encoder: kernel``). None: one network.
         Others as ``fit_predictor``.
     """
     from nag.modules.arch_data import to_state
@@ -367,6 +430,8 @@ def fit_meta_predictor(
     missing = [n for n in names if n not in task_features]
     if missing:
         raise ConfigError(f"rows name task(s) {missing} without features; task_features has {sorted(task_features)}")
+    if experts_by:
+        net_config = {**(net_config or DEFAULT_META_NET), **task_groups(rows, names, experts_by)}
     feats, counts = pad_classes([torch.as_tensor(task_features[n], dtype=torch.float32) for n in names], names)
     index = torch.tensor([names.index(t) for t in tasks])
     y = torch.tensor(values, dtype=torch.float32).unsqueeze(1)
@@ -397,6 +462,21 @@ def fit_meta_predictor(
     if meta.kernel:
         select_kernel_width(meta, space, rows, task_features)
     return meta
+
+
+def task_groups(rows: Sequence[Any], names: Sequence[str], key: str) -> dict[str, Any]:
+    """``{"experts": G, "task_groups": [group of each of names]}``: the training tasks grouped by
+    the value of ``key`` in their rows (sorted values; G = 1, one network, when all share one)."""
+    value: dict[str, Any] = {}
+    for r in rows:
+        if not isinstance(r, Mapping) or r.get(key) is None:
+            raise ConfigError(f"experts_by={key!r} needs every row to carry {key!r}; a row has "
+                              f"{sorted(r) if isinstance(r, Mapping) else type(r).__name__}")
+        value.setdefault(r["task"], r[key])
+    groups = sorted({str(value[n]) for n in names})
+    if len(groups) == 1:
+        return {"experts": 1}
+    return {"experts": len(groups), "task_groups": [groups.index(str(value[n])) for n in names]}
 
 
 KERNEL_TAUS = (0.03, 0.1, 0.3, 1.0)
@@ -432,7 +512,7 @@ def select_kernel_width(meta: MetaPredictor, space: SearchSpace, rows: Sequence[
     for name, idx in index.items():
         if idx:
             x, t = to_state(space, [archs[i] for i in idx]), torch.zeros(len(idx))
-            encoded[name] = [m.encoder(meta.net.precondition(x, t), t) for m in members]
+            encoded[name] = [m.encode(meta.net.precondition(x, t), t) for m in members]
     grid: dict[tuple[float, float], float] = {}
     for tau in taus:
         for kappa in kappas:

@@ -117,6 +117,9 @@ class TaskKernelEncoder(nn.Module):
         if features.dim() != 4 or features.shape[-1] != self.in_dim:
             raise ValueError(f"TaskKernelEncoder expects features [K, n, {self.in_dim}] or [T, K, n, {self.in_dim}], "
                              f"got {list(features.shape)}")
-        prototypes = torch.cat([self.prototypes, self.prototypes.mean(0, keepdim=True)])
-        emb = self.weights(features, counts, exclude) @ prototypes
+        emb = self.weights(features, counts, exclude) @ self.prototype_table()
         return emb[0] if single else emb
+
+    def prototype_table(self) -> Tensor:
+        """What the weights mix: the T training tasks' prototypes, then their average. -> [T + 1, D]."""
+        return torch.cat([self.prototypes, self.prototypes.mean(0, keepdim=True)])
