@@ -119,7 +119,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--archs-per-task", type=int, default=20, help="meta_db.archs_per_task")
     p.add_argument("--epochs", type=int, default=2, help="train.epochs of every evaluation (train.max_steps, 40 by default, caps it)")
     p.add_argument("--C", type=int, default=8, help="space.C (build_meta_db's default)")
-    p.add_argument("--N", type=int, default=1, help="space.N (build_meta_db's default)")
+    p.add_argument("--N", type=int, default=1, help="space.N (1: the setting of the committed figures; build_meta_db's default is 3)")
     p.add_argument("--workers", type=int, default=2, help="executor.num_workers of the Ray run")
     p.add_argument("--order", nargs="+", default=["local", "ray"], choices=["local", "ray"])
     p.add_argument("--out", type=Path, default=None, help="folder for the row files (default: a temporary one)")

@@ -1,6 +1,6 @@
 """How much of a task's architecture ranking is seed noise, in one or more meta-database row files.
 
-    python benchmarks/seed_agreement.py nag/assets/meta_db/diverse_nb201.jsonl benchmarks/results/meta_db_budget/steps200_5tasks.jsonl
+    python benchmarks/seed_agreement.py benchmarks/results/meta_db_depth/diverse_nb201_n1.jsonl benchmarks/results/meta_db_budget/steps200_5tasks.jsonl
 
 For each task present in every file, with the (arch) pairs trained with two seeds in every file:
 the Spearman correlation between the two seeds' rankings of the task's archs (how well a task can
@@ -16,7 +16,7 @@ about its square root); and the mean Spearman between two tasks' seed-mean ranki
 they all share (``meta_db.shared_archs``): 1 = one ranking for every task, which a predictor
 without the task condition already knows; near 0 = the winners depend on the task.
 
-    python benchmarks/seed_agreement.py --common-tasks nag/assets/meta_db/diverse_nb201.jsonl \
+    python benchmarks/seed_agreement.py --common-tasks benchmarks/results/meta_db_depth/diverse_nb201_n1.jsonl \
         benchmarks/results/meta_db_depth/n3_s40.jsonl        # a deeper macro network on the same tasks
 """
 from __future__ import annotations

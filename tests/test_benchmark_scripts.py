@@ -271,3 +271,23 @@ def test_fold_table_prints_fold_family_and_gap_tables(tmp_path, capsys):
     assert "| 0 | 2 | 0.60 | 0.50 | 0.20 | 0.20 |" in out and "| 1 | 1 | 0.90 | 0.50 | nan | nan |" in out
     assert "| x | 2 | 0.70 | 0.38 | 0.10 | 0.10 |" in out and "| all | 3 | 0.70 | 0.50 | 0.20 | 0.20 |" in out
     assert "mean +0.200 (SE 0.132), better on 2 of 3 tasks" in out and "heldout_tasks.csv" not in out
+
+
+def test_source_rankings_predicts_a_task_best_from_its_own_source(tmp_path, capsys):
+    """Two sources of 3 tasks with opposite rankings: a task's own source predicts it (rho 1); the
+    mean of all other training tasks (2 alike, 3 opposite) ranks it backwards (rho -1)."""
+    rows = []
+    for task, source, sign, held in (("a0", "a", 1, False), ("a1", "a", 1, False), ("a2", "a", 1, False),
+                                     ("b0", "b", -1, False), ("b1", "b", -1, False), ("b2", "b", -1, False), ("a9", "a", 1, True)):
+        for i in range(5):
+            for seed in (0, 1):
+                rows.append({"task": task, "arch": f"x{i}", "seed": seed, "val_acc": 50.0 + sign * i + 0.01 * seed,
+                             "recipe": {"source": source}, "held_out": held})
+    db = tmp_path / "db.jsonl"
+    db.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    load("source_rankings").main([str(db)])
+    out = capsys.readouterr().out
+    assert "6 training tasks, 1 held out; 5 shared archs" in out
+    assert "| same source | 6 | 1.000 |" in out and "| own seed 0 | 6 | 1.000 |" in out
+    assert "| all other training tasks | 6 | -1.000 |" in out and "same family" not in out  # no recipe names a family
+    assert "| same source | 1 | 1.000 |" in out  # the held-out task, against the training tasks of its source

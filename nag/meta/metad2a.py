@@ -92,7 +92,7 @@ def read_metad2a(folder: str | Path, n_per_class: int = 20) -> tuple[list[dict],
         )
     tasks = [int(t) for t in data["task"]]
     rows = [
-        {"task": f"imagenet32/{t}", "arch": a, "accuracy": float(acc)}
+        {"task": f"imagenet32/{t}", "arch": a, "accuracy": float(acc), "source": "imagenet32"}
         for t, a, acc in zip(tasks, archs, data["acc"])
     ]
     features = {
