@@ -32,7 +32,8 @@ from nag.data.suites import get_suite
 from nag.errors import ConfigError
 from nag.evaluation import TrainBudget, train_eval
 from nag.executor import Job, build_executor, fill_rows
-from nag.experiments import build_budget, build_space, distinct_sample, experiment, plain, run_dir, space_options, trainer_settings
+from nag.experiments import (build_budget, build_space, distinct_sample, experiment, plain, run_dir, space_options,
+                             trainer_settings)
 from nag.experiments.config import NonNegativeInt, PositiveInt, RunConfig
 from nag.meta import MetaDatabase
 from nag.schema import Settings

@@ -55,11 +55,10 @@ from nag.experiments.config import NonNegativeInt, PositiveInt, RunConfig
 from nag.io import append_jsonl, atomic_write_csv, read_jsonl, to_jsonable
 from nag.meta import MetaDatabase
 from nag.meta.database import ASSETS
-from nag.schema import describe_difference
 from nag.meta.features import DatasetEncoderConfig, build_extractor, spec_features
 from nag.metrics import spearman
 from nag.modules.meta_predictor import MetaPredictorOptions
-from nag.schema import Settings
+from nag.schema import Settings, describe_difference
 
 PROGRESS = "progress.jsonl"
 # what the fits depend on; save_to is left out

@@ -38,7 +38,8 @@ from nag.diffusion.sampling import SamplerSettings, build_sampler
 from nag.errors import MissingDataError
 from nag.evaluation import TrainBudget, train_eval
 from nag.executor import Job, build_executor
-from nag.experiments import build_budget, build_space, build_task, distinct_sample, experiment, plain, run_dir, space_options, trainer_settings
+from nag.experiments import (build_budget, build_space, build_task, distinct_sample, experiment, plain, run_dir,
+                             space_options, trainer_settings)
 from nag.experiments.config import PositiveInt, SamplingConfig
 from nag.io import RowStore, atomic_write_csv, atomic_write_png
 from nag.meta.database import ASSETS
