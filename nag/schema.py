@@ -553,3 +553,12 @@ def describe_difference(a: dict, b: dict, label: str = "asked") -> str:
     la, lb = leaves(a), leaves(b)
     diff = [f"{k}={la.get(k)!r} ({label}: {lb.get(k)!r})" for k in sorted(set(la) | set(lb)) if la.get(k) != lb.get(k)]
     return ", ".join(diff) or "the same settings"
+
+
+def space_difference(built_with: dict | None, options: dict) -> str | None:
+    """How a run's space ``options`` (e.g. ``{"C": 8, "N": 1}``) differ from the ``space`` that
+    ``built_with`` records (``space.N=3 (this run: 1)``); None when they agree or nothing is recorded."""
+    learned = (built_with or {}).get("space")
+    if learned is None or dict(learned) == dict(options):
+        return None
+    return describe_difference({"space": dict(learned)}, {"space": dict(options)}, label="this run")

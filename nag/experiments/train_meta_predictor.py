@@ -58,7 +58,7 @@ from nag.meta.database import ASSETS
 from nag.meta.features import DatasetEncoderConfig, build_extractor, spec_features
 from nag.metrics import spearman
 from nag.modules.meta_predictor import MetaPredictorOptions
-from nag.schema import Settings, describe_difference
+from nag.schema import Settings, describe_difference, space_difference
 
 PROGRESS = "progress.jsonl"
 # what the fits depend on; save_to is left out
@@ -127,10 +127,9 @@ def load_meta_rows(cfg: DictConfig, space, seed: int) -> MetaRows:
         raise ConfigError(f"{db.path} mixes rows built with different settings: "
                           f"{describe_difference(settings[0], settings[1], label='other rows')}; one database holds one macro network "
                           f"and budget (build another file with meta_db.path=...)")
-    if settings and settings[0].get("space", {}) != space_options(cfg):
-        raise ConfigError(f"{db.path} was built with another macro network: "
-                          f"{describe_difference({'space': settings[0]['space']}, {'space': space_options(cfg)}, 'this run')}; "
-                          f"its accuracies belong to that network, so set space to the database's values "
+    if settings and (difference := space_difference(settings[0], space_options(cfg))) is not None:
+        raise ConfigError(f"{db.path} was built with another macro network: {difference}; its accuracies belong "
+                          f"to that network, so set space to the database's values "
                           f"(e.g. space.N={settings[0]['space'].get('N')}), or build a database with this run's")
     held_out = {r["task"] for r in raw if r.get("held_out", False)}
     rows = seed_means(raw, metric)

@@ -34,7 +34,7 @@ from nag.modules.predictor import (
     train_module,
 )
 from nag.registry import Registry
-from nag.schema import describe_difference, factory_config
+from nag.schema import factory_config, space_difference
 from nag.spaces.base import Arch, SearchSpace
 
 DEFAULT_META_NET: dict[str, Any] = {"name": "meta", "conv": "dgcn", "hidden": 64, "layers": 4, "task_dim": 64}
@@ -338,10 +338,7 @@ class MetaPredictor(FrozenPredictor):
         """How the run's space ``options`` (e.g. ``{"C": 8, "N": 1}``) differ from the macro network
         whose accuracies this meta-predictor learned (``space.N=3 (this run: 1)``); None when they
         agree or it does not know (MetaD2A, older checkpoints)."""
-        learned = (self.built_with or {}).get("space")
-        if learned is None or dict(learned) == dict(options):
-            return None
-        return describe_difference({"space": dict(learned)}, {"space": dict(options)}, label="this run")
+        return space_difference(self.built_with, dict(options))
 
     # ----- persistence -------------------------------------------------------------------
     def checkpoint(self) -> dict[str, Any]:
